@@ -1,0 +1,71 @@
+# The single entry point. `make demo` and `make test` work on a fresh machine: every step
+# installs what it needs (Debian packages, Maven jars, Python and Rust dependencies).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+BULKOPS := $(VENV)/bin/bulkops
+SESSIONS ?= 100000
+STREAMS ?= 300
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(VENV))/bin:$(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: install build demo test lint format bench clean services-down
+
+# -- install: system toolchains (only if missing), the venv, then one maturin build that
+# installs the package editable with its Python deps (dev extras included).
+RUST_SOURCES := $(wildcard rust/src/*.rs rust/src/**/*.rs)
+$(VENV)/.installed: pyproject.toml Cargo.toml $(RUST_SOURCES)
+	@command -v cargo >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q cargo rustc; }
+	@command -v java >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless; }
+	@command -v mvn >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q maven; }
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q 'maturin>=1.16,<2'
+	$(VENV)/bin/maturin develop --release -E dev
+	@touch $@
+
+install: $(VENV)/.installed
+
+# The Rust extension is rebuilt (incrementally) whenever rust/ or the manifests change.
+build: install
+
+demo: build
+	$(BULKOPS) services up
+	$(BULKOPS) migrate
+	@set -e; out=$$($(BULKOPS) tenants create demo --exists-ok); \
+	  echo "$$out" > .local/demo-tenant.json; \
+	  if echo "$$out" | grep -q '"created": true'; then \
+	    $(BULKOPS) -v seed --tenant demo --streams $(STREAMS) --sessions $(SESSIONS) \
+	      --clips $$(( $(STREAMS) * 5 )) --audit-events 20000 --usage-records 5000; \
+	  else echo "tenant demo exists: not seeding again (bulkops seed --tenant demo adds rows)"; fi; \
+	  token=$$(echo "$$out" | $(PY) -c 'import json,sys; print(json.load(sys.stdin)["token"])'); \
+	  echo; echo "== bulkops demo is up =="; $(BULKOPS) services status; echo; \
+	  echo "demo tenant token (also in .local/demo-tenant.json): $$token"; \
+	  echo "next:"; \
+	  echo "  $(BULKOPS) run-query --tenant demo --query bench/queries/viewer_sessions.graphql --out file://$$PWD/.local/exports/demo.jsonl"; \
+	  echo "  make test        # the suite, on its own services and ports"; \
+	  echo "  $(BULKOPS) services down"
+
+test: build
+	$(PY) -m pytest tests
+
+lint: install
+	$(VENV)/bin/ruff check python server tests bench
+	$(VENV)/bin/ruff format --check python server tests bench
+	$(VENV)/bin/mypy
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+format: install
+	$(VENV)/bin/ruff format python server tests bench
+	$(VENV)/bin/ruff check --fix python server tests bench
+	cargo fmt
+
+bench: build
+	$(PY) -m pytest bench --benchmark-enable --benchmark-columns=min,median,ops -p no:randomly
+
+services-down: install
+	$(BULKOPS) services down
+	BULKOPS_HOME=.local/test $(BULKOPS) services down || true
+
+clean:
+	rm -rf target $(VENV)

@@ -1,0 +1,132 @@
+"""The export engine: plan -> (fetch -> encode -> write) per connection -> one JSONL object.
+
+Data path per batch: ADBC COPY binary -> Arrow record batch -> Rust JSONL bytes -> obstore
+multipart writer. Fetch runs in a prefetch thread so Postgres' decoding (GIL released in
+pyarrow/ADBC) overlaps with encoding (GIL released in Rust) and the upload on the second core.
+No row is ever a Python object here.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from bulkops.encoder import JsonlEncoder
+from bulkops.fetch import DEFAULT_BATCH_BYTES, Snapshot
+from bulkops.planner import Plan
+from bulkops.storage import Location, ObjectSink
+
+log = logging.getLogger("bulkops.engine")
+T = TypeVar("T")
+
+
+class ExportCanceled(Exception):
+    """``should_cancel`` said stop; the partial object was deleted."""
+
+
+class FileTooLarge(Exception):
+    """The output passed ``max_file_bytes``; what was written is kept as partial data."""
+
+
+@dataclass
+class Progress:
+    object_count: int = 0
+    root_object_count: int = 0
+    file_size: int = 0
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    object_count: int
+    root_object_count: int
+    file_size: int
+    sha256: str | None  #: None when there were no rows (and so no object)
+    snapshot_at: datetime
+    location: Location | None  #: None when there were no rows
+
+
+def _prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, ``depth`` ahead of the consumer."""
+    q: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(("item", item))
+            q.put(("done", None))
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            q.put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="bulkops-fetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            tag, value = q.get()
+            if tag == "done":
+                return
+            if tag == "error":
+                raise value  # type: ignore[misc]
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.01)
+
+
+def run_export(
+    plan: Plan,
+    database_url: str,
+    location: Location,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    max_file_bytes: int | None = None,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+) -> ExportResult:
+    sink = ObjectSink(location)
+    progress = Progress()
+    try:
+        with Snapshot(database_url, batch_bytes) as snap:
+            for conn_plan in plan.connections:
+                encoder = JsonlEncoder(conn_plan.spec)
+                for batch in _prefetch(snap.batches(conn_plan.sql)):
+                    if should_cancel is not None and should_cancel():
+                        raise ExportCanceled
+                    sink.write(encoder.encode(batch))
+                    progress.object_count += batch.num_rows
+                    if conn_plan.is_root:
+                        progress.root_object_count += batch.num_rows
+                    progress.file_size = sink.size
+                    if on_progress is not None:
+                        on_progress(progress)
+                    if max_file_bytes is not None and sink.size > max_file_bytes:
+                        raise FileTooLarge(
+                            f"the export passed the maximum file size of {max_file_bytes} bytes"
+                        )
+            snapshot_at = snap.taken_at
+    except ExportCanceled:
+        sink.discard()
+        raise
+    except BaseException:
+        sink.close()  # keep what was written: it is the partial data of a failure
+        raise
+    sink.close()
+    return ExportResult(
+        object_count=progress.object_count,
+        root_object_count=progress.root_object_count,
+        file_size=sink.size,
+        sha256=sink.sha256 if sink.written else None,
+        snapshot_at=snapshot_at,
+        location=location if sink.written else None,
+    )

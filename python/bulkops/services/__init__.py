@@ -1,0 +1,33 @@
+"""Local services for development and tests: ``bulkops services up|down|status``.
+
+They start in dependency order and stop in reverse. Kafka and s3proxy are Java processes whose
+jars come from Maven Central; PostgreSQL and Redis come from Debian's packages.
+"""
+
+from __future__ import annotations
+
+from bulkops.config import Settings
+from bulkops.services.base import Service, ServiceError
+from bulkops.services.kafka import Kafka
+from bulkops.services.postgres import Postgres
+from bulkops.services.redis import Redis
+from bulkops.services.s3proxy import S3Proxy
+
+__all__ = ["Service", "ServiceError", "all_services", "by_name"]
+
+ORDER: tuple[type[Service], ...] = (Postgres, Redis, Kafka, S3Proxy)
+
+
+def all_services(settings: Settings) -> list[Service]:
+    return [cls(settings) for cls in ORDER]
+
+
+def by_name(settings: Settings, names: tuple[str, ...]) -> list[Service]:
+    services = all_services(settings)
+    if not names:
+        return services
+    known = {s.name: s for s in services}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ServiceError(f"unknown service {unknown[0]!r}; choose from {', '.join(known)}")
+    return [known[n] for n in names]
