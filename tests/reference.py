@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
 import asyncpg
@@ -20,7 +20,9 @@ def gid(type_name: str, pk: int | None) -> str | None:
 
 
 def ts(value: Any) -> str | None:
-    return None if value is None else value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return (
+        None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    )
 
 
 def text(value: Any) -> str | None:

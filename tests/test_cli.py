@@ -32,7 +32,9 @@ def test_bad_arguments(args: tuple[str, ...], fragment: str) -> None:
 
 def test_unreachable_database() -> None:
     result = bulkops_cli(
-        "migrate", env={"BULKOPS_DATABASE_URL": "postgresql://bulkops@127.0.0.1:9/nope"}, check=False
+        "migrate",
+        env={"BULKOPS_DATABASE_URL": "postgresql://bulkops@127.0.0.1:9/nope"},
+        check=False,
     )
     _assert_one_line_error(result, "cannot reach PostgreSQL")
     assert len(result.stderr.strip().splitlines()) == 1

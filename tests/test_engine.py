@@ -7,7 +7,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,9 @@ async def tenant(settings: Settings) -> AsyncIterator[dict[str, int]]:
 
 async def export(settings: Settings, query: str, tenant_id: int, url: str) -> ExportResult:
     the_plan = plan(parse_bulk_query(query), tenant_id)
-    return await asyncio.to_thread(run_export, the_plan, settings.database_url, locate(url, settings))
+    return await asyncio.to_thread(
+        run_export, the_plan, settings.database_url, locate(url, settings)
+    )
 
 
 def read_lines(location: Location) -> list[dict[str, Any]]:
@@ -81,12 +83,18 @@ def file_url(tmp_path: Path) -> str:
 
 # NaN is not JSON: the reference says null, as GraphQL serialises it.
 def _nan_to_none(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows]
+    return [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows
+    ]
 
 
 @pytest.mark.parametrize("type_name", sorted(REFERENCE))
 async def test_every_type_equals_the_reference(
-    type_name: str, tenant: dict[str, int], db: asyncpg.Connection, settings: Settings, tmp_path: Path
+    type_name: str,
+    tenant: dict[str, int],
+    db: asyncpg.Connection,
+    settings: Settings,
+    tmp_path: Path,
 ) -> None:
     result = await export(settings, all_fields_query(type_name), tenant["a"], file_url(tmp_path))
     want = _nan_to_none(await expected(db, type_name, tenant["a"]))
@@ -103,7 +111,9 @@ async def test_every_type_equals_the_reference(
     assert result.sha256 == hashlib.sha256(raw).hexdigest()
 
 
-async def test_edge_cases_round_trip(tenant: dict[str, int], settings: Settings, tmp_path: Path) -> None:
+async def test_edge_cases_round_trip(
+    tenant: dict[str, int], settings: Settings, tmp_path: Path
+) -> None:
     result = await export(settings, "{ streamsConnection { nodes { name description createdAt } } }",
                           tenant["a"], file_url(tmp_path))  # fmt: skip
     assert result.location is not None
@@ -154,11 +164,13 @@ async def test_filters(tenant: dict[str, int], db: asyncpg.Connection, settings:
                        tmp_path: Path) -> None:  # fmt: skip
     a = tenant["a"]
     stream_pk = await db.fetchval(
-        "SELECT stream_id FROM viewer_sessions WHERE tenant_id = $1 GROUP BY 1 ORDER BY count(*) DESC LIMIT 1", a
+        "SELECT stream_id FROM viewer_sessions WHERE tenant_id = $1 GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+        a,
     )
-    start, end = datetime(2020, 1, 1, tzinfo=timezone.utc), datetime.now(timezone.utc)
+    start, end = datetime(2020, 1, 1, tzinfo=UTC), datetime.now(UTC)
     mid = await db.fetchval(
-        "SELECT connected_at FROM viewer_sessions WHERE tenant_id = $1 ORDER BY connected_at OFFSET 1000 LIMIT 1", a
+        "SELECT connected_at FROM viewer_sessions WHERE tenant_id = $1 ORDER BY connected_at OFFSET 1000 LIMIT 1",
+        a,
     )
     cases = [
         ("ViewerSession", f'streamId: "{gid("Stream", stream_pk)}"', "stream_id = $2", (stream_pk,)),
@@ -182,16 +194,25 @@ async def test_filters(tenant: dict[str, int], db: asyncpg.Connection, settings:
 async def test_empty_result_writes_no_file(tenant: dict[str, int], settings: Settings,
                                            tmp_path: Path) -> None:  # fmt: skip
     url = file_url(tmp_path)
-    query = all_fields_query("ViewerSession", 'timeRange: {start: "1990-01-01T00:00:00Z", end: "1990-01-02T00:00:00Z"}')
+    query = all_fields_query(
+        "ViewerSession", 'timeRange: {start: "1990-01-01T00:00:00Z", end: "1990-01-02T00:00:00Z"}'
+    )
     result = await export(settings, query, tenant["a"], url)
-    assert (result.location, result.sha256, result.object_count, result.file_size) == (None, None, 0, 0)
+    assert (result.location, result.sha256, result.object_count, result.file_size) == (
+        None,
+        None,
+        0,
+        0,
+    )
     assert not Path(url.removeprefix("file://")).exists()
 
 
 async def test_tenants_never_see_each_other(tenant: dict[str, int], db: asyncpg.Connection,
                                             settings: Settings, tmp_path: Path) -> None:  # fmt: skip
     for type_name in REFERENCE:
-        result = await export(settings, all_fields_query(type_name), tenant["b"], file_url(tmp_path))
+        result = await export(
+            settings, all_fields_query(type_name), tenant["b"], file_url(tmp_path)
+        )
         got = read_lines(result.location) if result.location else []
         assert got == _nan_to_none(await expected(db, type_name, tenant["b"])), type_name
 
@@ -200,7 +221,9 @@ async def test_s3_store_gives_the_same_bytes(tenant: dict[str, int], settings: S
                                              tmp_path: Path) -> None:  # fmt: skip
     query = all_fields_query("ViewerSession")
     local = await export(settings, query, tenant["a"], file_url(tmp_path))
-    s3 = await export(settings, query, tenant["a"], f"s3://{settings.s3_bucket}/engine/{uuid.uuid4().hex}.jsonl")
+    s3 = await export(
+        settings, query, tenant["a"], f"s3://{settings.s3_bucket}/engine/{uuid.uuid4().hex}.jsonl"
+    )
     assert local.location is not None and s3.location is not None
     local_bytes = obstore.get(local.location.store, local.location.key).bytes().to_bytes()
     s3_bytes = obstore.get(s3.location.store, s3.location.key).bytes().to_bytes()
@@ -211,7 +234,7 @@ async def test_s3_store_gives_the_same_bytes(tenant: dict[str, int], settings: S
 @pytest.mark.parametrize(
     "args",
     [
-        "search: \"'; DROP TABLE streams; --\"",
+        'search: "\'; DROP TABLE streams; --"',
         'search: "\\\\\'; DROP TABLE streams; --"',
         "search: \"x' OR '1'='1\"",
         'search: "$$; DELETE FROM streams; $$"',
@@ -232,7 +255,10 @@ async def test_sql_injection_through_filters_is_inert(
     [
         ('{ viewerSessionsConnection(streamId: "1 OR 1=1") { nodes { id } } }', "streamId"),
         ('{ auditEventsConnection(eventType: "a\\u0000b") { nodes { id } } }', "NUL"),
-        ('{ viewerSessionsConnection(timeRange: {start: "2020-01-01\'; --", end: "x"}) { nodes { id } } }', "timeRange"),
+        (
+            '{ viewerSessionsConnection(timeRange: {start: "2020-01-01\'; --", end: "x"}) { nodes { id } } }',
+            "timeRange",
+        ),
         ('{ clipsConnection(status: "READY\' OR 1=1") { nodes { id } } }', "status"),
         ('{ viewerSessionsConnection { nodes { id, "t.id; DROP" } } }', "syntax"),
     ],

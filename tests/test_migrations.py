@@ -68,7 +68,7 @@ async def test_keyset_index_exists_for_every_type(db: asyncpg.Connection) -> Non
 async def test_catalog_sql_matches_the_schema(db: asyncpg.Connection) -> None:
     """Every field expression of the catalog is valid SQL over its table."""
     for t in TYPES.values():
-        select = ", ".join(f"{f.sql} AS \"{f.name}\"" for f in t.fields)
+        select = ", ".join(f'{f.sql} AS "{f.name}"' for f in t.fields)
         await db.fetch(f"SELECT {select} FROM {t.table} t LIMIT 0")
         for n in t.nested:
             child = TYPES[n.child]

@@ -9,7 +9,9 @@ from bulkops.tenants import authenticate, issue_token, revoke_token, token_diges
 from tests.conftest import TenantFactory
 
 
-async def test_token_is_stored_only_as_its_hash(db: asyncpg.Connection, make_tenant: TenantFactory) -> None:
+async def test_token_is_stored_only_as_its_hash(
+    db: asyncpg.Connection, make_tenant: TenantFactory
+) -> None:
     t = await make_tenant()
     row = await db.fetchrow("SELECT * FROM api_tokens WHERE tenant_id = $1", t.id)
     assert bytes(row["token_sha256"]) == hashlib.sha256(t.token.encode()).digest()
@@ -18,7 +20,9 @@ async def test_token_is_stored_only_as_its_hash(db: asyncpg.Connection, make_ten
     assert t.token not in stored and t.token[12:] not in stored
 
 
-async def test_valid_token_resolves_tenant_and_scopes(db: asyncpg.Connection, make_tenant: TenantFactory) -> None:
+async def test_valid_token_resolves_tenant_and_scopes(
+    db: asyncpg.Connection, make_tenant: TenantFactory
+) -> None:
     t = await make_tenant(scopes=("streams:read", "bulk:write"))
     principal = await authenticate(db, t.token)
     assert principal is not None
@@ -34,7 +38,9 @@ async def test_bad_tokens_are_rejected(db: asyncpg.Connection, make_tenant: Tena
         assert await authenticate(db, bad) is None, bad
 
 
-async def test_expired_token_is_rejected(db: asyncpg.Connection, make_tenant: TenantFactory) -> None:
+async def test_expired_token_is_rejected(
+    db: asyncpg.Connection, make_tenant: TenantFactory
+) -> None:
     t = await make_tenant()
     token = await issue_token(db, t.id, expires_in=timedelta(seconds=-1))
     assert await authenticate(db, token) is None
@@ -42,7 +48,9 @@ async def test_expired_token_is_rejected(db: asyncpg.Connection, make_tenant: Te
     assert await authenticate(db, fresh) is not None
 
 
-async def test_revoked_token_is_rejected(db: asyncpg.Connection, make_tenant: TenantFactory) -> None:
+async def test_revoked_token_is_rejected(
+    db: asyncpg.Connection, make_tenant: TenantFactory
+) -> None:
     t = await make_tenant()
     other = await issue_token(db, t.id)
     assert await revoke_token(db, t.token[:12]) == 1

@@ -12,7 +12,7 @@ Every error names the field path and its line:column in the query, e.g.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from graphql import GraphQLError, parse
@@ -123,7 +123,9 @@ class _Parser:
     @property
     def fragments(self) -> dict[str, FragmentDefinitionNode]:
         return {
-            d.name.value: d for d in self.document.definitions if isinstance(d, FragmentDefinitionNode)
+            d.name.value: d
+            for d in self.document.definitions
+            if isinstance(d, FragmentDefinitionNode)
         }
 
     def fields_of(self, sel: SelectionSetNode | None, type_name: str, path: str) -> list[FieldNode]:
@@ -132,7 +134,9 @@ class _Parser:
         for s in sel.selections if sel else ():
             if isinstance(s, FieldNode):
                 if s.directives:
-                    self.fail(f"{path}.{s.name.value}", "directives are not supported in bulk queries", s)
+                    self.fail(
+                        f"{path}.{s.name.value}", "directives are not supported in bulk queries", s
+                    )
                 out.append(s)
             elif isinstance(s, InlineFragmentNode | FragmentSpreadNode):
                 frag = s if isinstance(s, InlineFragmentNode) else self.fragments.get(s.name.value)
@@ -160,7 +164,9 @@ class _Parser:
             self.fail("", "variables are not supported in bulk queries; inline the values", op)
         top = self.fields_of(op.selection_set, "Query", "")
         if len(top) != 1:
-            self.fail("", f"a bulk query must select exactly one top-level field, not {len(top)}", op)
+            self.fail(
+                "", f"a bulk query must select exactly one top-level field, not {len(top)}", op
+            )
             return None
         node = top[0]
         name = node.name.value
@@ -177,7 +183,7 @@ class _Parser:
     def connection(
         self, node: FieldNode, path: str, node_type: NodeType, filters: tuple[Filter, ...],
         depth: int,
-    ) -> ConnectionSelection | None:  # fmt: skip
+    ) -> ConnectionSelection | None:
         self.connections += 1
         if self.connections == MAX_CONNECTIONS + 1:
             self.fail(path, f"a bulk query may contain at most {MAX_CONNECTIONS} connections", node)
@@ -212,7 +218,9 @@ class _Parser:
             self.fail(path, "select at least one field of the node", node)
         return ConnectionSelection(path, node_type, parsed, tuple(fields.values()), tuple(children))
 
-    def node_selection(self, node: FieldNode, path: str, node_type: NodeType) -> SelectionSetNode | None:
+    def node_selection(
+        self, node: FieldNode, path: str, node_type: NodeType
+    ) -> SelectionSetNode | None:
         """``edges { node { ... } }`` or ``nodes { ... }``; paging fields are ignored."""
         found: list[SelectionSetNode] = []
         for f in self.fields_of(node.selection_set, f"{node_type.name}Connection", path):
@@ -224,9 +232,15 @@ class _Parser:
                     if e.name.value == "node" and e.selection_set:
                         found.append(e.selection_set)
                     elif e.name.value not in IGNORED_FIELDS:
-                        self.fail(f"{path}.edges.{e.name.value}", "edges have only node and cursor", e)
+                        self.fail(
+                            f"{path}.edges.{e.name.value}", "edges have only node and cursor", e
+                        )
             elif name not in IGNORED_FIELDS and name != "__typename":
-                self.fail(f"{path}.{name}", "a connection has only edges, nodes, pageInfo and totalCount", f)
+                self.fail(
+                    f"{path}.{name}",
+                    "a connection has only edges, nodes, pageInfo and totalCount",
+                    f,
+                )
         if not found:
             self.fail(path, "select the nodes: `edges { node { ... } }` or `nodes { ... }`", node)
             return None
@@ -235,7 +249,9 @@ class _Parser:
             return merged
         return found[0]
 
-    def arguments(self, node: FieldNode, path: str, filters: tuple[Filter, ...]) -> tuple[tuple[Filter, Any], ...]:
+    def arguments(
+        self, node: FieldNode, path: str, filters: tuple[Filter, ...]
+    ) -> tuple[tuple[Filter, Any], ...]:
         known = {f.arg: f for f in filters}
         out: list[tuple[Filter, Any]] = []
         for arg in node.arguments or ():
@@ -308,7 +324,7 @@ def parse_time(text: str, what: str = "value") -> datetime:
         raise ValueError(f"{what}: {text[:40]!r} is not an RFC 3339 time") from None
     if value.tzinfo is None or "T" not in text.upper():
         raise ValueError(f"{what}: {text[:40]!r} needs a date, a time and an offset (e.g. Z)")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def parse_bulk_query(text: str) -> BulkQuery:
@@ -320,8 +336,14 @@ def parse_bulk_query(text: str) -> BulkQuery:
     except GraphQLError as exc:
         loc = exc.locations[0] if exc.locations else None
         raise BulkQueryError(
-            [Problem("", f"syntax error: {exc.message}", loc.line if loc else None,
-                     loc.column if loc else None)]  # fmt: skip
+            [
+                Problem(
+                    "",
+                    f"syntax error: {exc.message}",
+                    loc.line if loc else None,
+                    loc.column if loc else None,
+                )
+            ]
         ) from None
     parser = _Parser(document)
     root = parser.root()

@@ -15,11 +15,11 @@ SQL text here is trusted code; user input never becomes SQL text (see ``filters`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 
 
-class Scope(str, Enum):
+class Scope(StrEnum):
     STREAMS_READ = "streams:read"
     ANALYTICS_READ = "analytics:read"
     BILLING_READ = "billing:read"
@@ -69,7 +69,7 @@ class Field:
         return "string" if self.gql_type in ENUMS else SCALAR_KINDS[self.gql_type]
 
 
-class FilterOp(str, Enum):
+class FilterOp(StrEnum):
     TIME_RANGE = "time_range"  #: TimeRangeInput {start, end}: start <= col < end
     ID_EQ = "id_eq"  #: a global id of ``ref`` -> col = pk
     SEARCH = "search"  #: case-insensitive substring of col
@@ -123,7 +123,9 @@ def _id() -> Field:
 
 
 def _stream_ref() -> Field:
-    return Field("streamId", "t.stream_id", "ID", ref="Stream", description="Global id of the stream.")
+    return Field(
+        "streamId", "t.stream_id", "ID", ref="Stream", description="Global id of the stream."
+    )
 
 
 def _time_range(column: str) -> Filter:
@@ -142,7 +144,9 @@ STREAM = NodeType(
     description="A live stream (channel) of the tenant.",
     fields=(
         _id(),
-        Field("streamId", "t.stream_uuid::text", "String", description="Public UUID of the stream."),
+        Field(
+            "streamId", "t.stream_uuid::text", "String", description="Public UUID of the stream."
+        ),
         Field("name", "t.name", "String"),
         Field("description", "t.description", "String", nullable=True),
         Field("playbackId", "t.playback_id", "String"),
@@ -159,9 +163,13 @@ STREAM = NodeType(
             "stream_id",
             (_time_range("t.connected_at"),),
         ),
-        Nested("clipsConnection", "Clip", "id", "stream_id", (
-            Filter("status", "ClipStatus", FilterOp.EQ, "t.status"),
-        )),  # fmt: skip
+        Nested(
+            "clipsConnection",
+            "Clip",
+            "id",
+            "stream_id",
+            (Filter("status", "ClipStatus", FilterOp.EQ, "t.status"),),
+        ),
         Nested(
             "analyticsDailyConnection",
             "StreamAnalyticsDaily",

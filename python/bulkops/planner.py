@@ -106,7 +106,9 @@ def plan_root(tenant_id: int, sel: ConnectionSelection) -> ConnectionPlan:
     t = sel.node_type
     cols, spec = _columns(sel)
     order = ", ".join(f"t.{c}" for c in t.order)
-    sql = f"SELECT {', '.join(cols)} FROM {t.table} t WHERE {_where(tenant_id, sel)} ORDER BY {order}"
+    sql = (
+        f"SELECT {', '.join(cols)} FROM {t.table} t WHERE {_where(tenant_id, sel)} ORDER BY {order}"
+    )
     return ConnectionPlan(sel.path, t.name, sql, tuple(spec), None)
 
 
@@ -120,7 +122,8 @@ def plan_nested(
     cols.append("p.pid AS c_parent")
     spec.append(("__parentId", "global_id", p.name))
     parent_cols = ", ".join(
-        [f"t.id AS pid", f"t.{nested.parent_key} AS pkey"] + [f"t.{o} AS o{i}" for i, o in enumerate(p.order)]
+        ["t.id AS pid", f"t.{nested.parent_key} AS pkey"]
+        + [f"t.{o} AS o{i}" for i, o in enumerate(p.order)]
     )
     order = [f"p.o{i}" for i in range(len(p.order))] + [f"t.{o}" for o in c.order]
     sql = (

@@ -11,7 +11,7 @@ import io
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import numpy as np
@@ -123,7 +123,7 @@ async def _copy(conn: asyncpg.Connection, table: str, df: pl.DataFrame) -> None:
 
 async def seed(conn: asyncpg.Connection, tenant_id: int, plan: SeedPlan) -> SeedReport:
     rng = np.random.default_rng([plan.seed, tenant_id])
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     end_us = int(now.timestamp()) * US_PER_S
     start_us = int((now - timedelta(days=30 * plan.months)).timestamp()) * US_PER_S
     counts: dict[str, int] = {}
@@ -165,8 +165,9 @@ async def _seed_streams(
         {
             "tenant_id": np.full(n, tenant_id),
             "name": adj + " " + noun + " #" + pl.Series(np.arange(1, n + 1)).cast(pl.String),
-            "description": pl.Series(["Weekly \\ broadcast\nwith a line break", None, "Ünïcödé ✓"])
-            .gather(rng.integers(0, 3, n)),
+            "description": pl.Series(
+                ["Weekly \\ broadcast\nwith a line break", None, "Ünïcödé ✓"]
+            ).gather(rng.integers(0, 3, n)),
             "playback_id": _tokens(rng, n, 16, _ALNUM),
             "record": rng.random(n) < 0.6,
             "ingest_mode": pl.Series(ENUMS["IngestMode"]).gather(
@@ -221,7 +222,9 @@ async def _seed_sessions(
             {
                 "tenant_id": np.full(n, tenant_id),
                 "stream_id": shuffled_streams[rng.choice(len(stream_ids), n, p=stream_p)],
-                "node_id": "edge-" + regions.gather(geo) + "-"
+                "node_id": "edge-"
+                + regions.gather(geo)
+                + "-"
                 + pl.Series(rng.integers(1, 13, n)).cast(pl.String).str.zfill(2),
                 "connected_at": _ts(c),
                 "disconnected_at": _ts(c + duration_s * US_PER_S).set(pl.Series(live), None),
@@ -250,9 +253,9 @@ async def _seed_clips(
     if n == 0:
         return 0
     which = rng.choice(len(stream_ids), n, p=_stream_weights(len(stream_ids)))
-    start = stream_created[which] + (
-        rng.random(n) * (end_us - stream_created[which])
-    ).astype(np.int64)
+    start = stream_created[which] + (rng.random(n) * (end_us - stream_created[which])).astype(
+        np.int64
+    )
     created = start + rng.integers(60, 7200, n) * US_PER_S
     order = np.argsort(created, kind="stable")
     duration = np.round(rng.uniform(5, 600, n), 3)
@@ -294,8 +297,13 @@ async def _seed_audit(
         actor_kind = _weighted(rng, n, [0.7, 0.25, 0.05])
         ip4 = rng.integers(1, 255, (4, n))
         ip = (
-            pl.Series(ip4[0]).cast(pl.String) + "." + pl.Series(ip4[1]).cast(pl.String) + "."
-            + pl.Series(ip4[2]).cast(pl.String) + "." + pl.Series(ip4[3]).cast(pl.String)
+            pl.Series(ip4[0]).cast(pl.String)
+            + "."
+            + pl.Series(ip4[1]).cast(pl.String)
+            + "."
+            + pl.Series(ip4[2]).cast(pl.String)
+            + "."
+            + pl.Series(ip4[3]).cast(pl.String)
         ).set(pl.Series(actor_kind == 2), None)  # system actors have no ip
         resource_num = (
             stream_ids[rng.integers(0, len(stream_ids), n)] if len(stream_ids)
@@ -313,10 +321,13 @@ async def _seed_audit(
                 "resource_type": pl.Series([e[1] for e in _EVENTS]).gather(k),
                 "resource_id": pl.Series(resource_num).cast(pl.String),
                 "ip": ip,
-                "payload": '{"requestId":"' + request_id + '","userAgent":"'
+                "payload": '{"requestId":"'
+                + request_id
+                + '","userAgent":"'
                 + agents.gather(rng.integers(0, len(agents), n))
                 + '","changes":{"name":["old","new ✓"]},"attempt":'
-                + pl.Series(rng.integers(1, 4, n)).cast(pl.String) + "}",
+                + pl.Series(rng.integers(1, 4, n)).cast(pl.String)
+                + "}",
                 "created_at": _ts(created[lo : lo + CHUNK_ROWS]),
             }
         )

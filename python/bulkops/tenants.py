@@ -13,7 +13,7 @@ import re
 import secrets
 import string
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -97,7 +97,7 @@ async def issue_token(
     expires_in: timedelta | None = None,
 ) -> str:
     token = new_token()
-    expires_at = datetime.now(timezone.utc) + expires_in if expires_in is not None else None
+    expires_at = datetime.now(UTC) + expires_in if expires_in is not None else None
     await conn.execute(
         """INSERT INTO api_tokens (tenant_id, prefix, token_sha256, scopes, expires_at)
            VALUES ($1, $2, $3, $4, $5)""",

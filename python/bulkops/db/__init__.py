@@ -12,6 +12,6 @@ async def connect(settings: Settings) -> asyncpg.Connection:
 
 
 async def create_pool(settings: Settings, **kwargs: object) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(settings.database_url, **kwargs)  # type: ignore[arg-type]
+    pool = await asyncpg.create_pool(settings.database_url, **kwargs)
     assert pool is not None
     return pool

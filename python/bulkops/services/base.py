@@ -235,5 +235,7 @@ def maven_fetch(pom: Path, lib_dir: Path) -> None:
         text=True,
     )
     if result.returncode != 0:
-        raise ServiceError(f"mvn dependency:copy-dependencies failed for {pom}:\n{result.stdout[-1500:]}")
+        raise ServiceError(
+            f"mvn dependency:copy-dependencies failed for {pom}:\n{result.stdout[-1500:]}"
+        )
     stamp.write_text(digest)

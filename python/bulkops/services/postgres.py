@@ -39,7 +39,9 @@ class Postgres(Service):
         if _bin_dir() is None:
             apt_install("postgresql", "postgresql-contrib")
         if _bin_dir() is None:
-            raise ServiceError("postgresql installed but no server binary under /usr/lib/postgresql")
+            raise ServiceError(
+                "postgresql installed but no server binary under /usr/lib/postgresql"
+            )
 
     def prepare(self) -> None:
         pw = pwd.getpwnam("postgres")
@@ -110,7 +112,7 @@ class Postgres(Service):
                     host="127.0.0.1", port=self.port, user="bulkops", database="postgres",
                     timeout=2,
                 )  # fmt: skip
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+            except (TimeoutError, OSError, asyncpg.PostgresError):
                 return False
             try:
                 return await conn.fetchval("SELECT 1") == 1
