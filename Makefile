@@ -21,6 +21,8 @@ $(VENV)/.installed: pyproject.toml Cargo.toml $(RUST_SOURCES)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q 'maturin>=1.16,<2'
 	$(VENV)/bin/maturin develop --release -E dev
+	@# server/ (the Bridge) is importable as `bridge` from the venv
+	@echo "$(abspath server)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/bulkops-server.pth
 	@touch $@
 
 install: $(VENV)/.installed

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,3 +106,74 @@ async def make_tenant(settings: Settings) -> AsyncIterator[TenantFactory]:
         if made:
             await conn.execute("DELETE FROM tenants WHERE id = ANY($1::bigint[])", made)
         await conn.close()
+
+
+class BridgeProcess:
+    """A real ``bulkops serve`` process tree on a test port."""
+
+    def __init__(self, port: int, workers: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bulkops.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            cwd=ROOT,
+            env=os.environ.copy(),
+            stdout=subprocess.DEVNULL,
+            stderr=open(ROOT / ".local" / "test" / f"bridge-{port}.log", "wb"),  # noqa: SIM115
+            start_new_session=True,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout_s: float = 60) -> None:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bridge on {self.port} exited with {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"bridge on {self.port} not ready after {timeout_s}s")
+
+    def stop(self) -> None:
+        import signal
+
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def bridge(services: str) -> Iterator[BridgeProcess]:
+    """The Bridge on two worker processes."""
+    proc = BridgeProcess(28000, workers=2)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def second_bridge(services: str) -> Iterator[BridgeProcess]:
+    """Another, separate Bridge process: shares only Postgres and Redis with the first."""
+    proc = BridgeProcess(28001, workers=1)
+    try:
+        yield proc
+    finally:
+        proc.stop()

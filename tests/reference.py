@@ -20,9 +20,7 @@ def gid(type_name: str, pk: int | None) -> str | None:
 
 
 def ts(value: Any) -> str | None:
-    return (
-        None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    )
+    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def text(value: Any) -> str | None:

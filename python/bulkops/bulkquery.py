@@ -181,7 +181,11 @@ class _Parser:
         return self.connection(node, name, node_type, node_type.root_filters, depth=1)
 
     def connection(
-        self, node: FieldNode, path: str, node_type: NodeType, filters: tuple[Filter, ...],
+        self,
+        node: FieldNode,
+        path: str,
+        node_type: NodeType,
+        filters: tuple[Filter, ...],
         depth: int,
     ) -> ConnectionSelection | None:
         self.connections += 1

@@ -282,6 +282,26 @@ def seed(
     click.echo(json.dumps(_run(go)))
 
 
+# -- the Bridge -------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Default: $BULKOPS_BRIDGE_PORT (8000).")  # fmt: skip
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
+def serve(host: str, port: int | None, workers: int) -> None:
+    """Run the Bridge (GraphQL API) on WORKERS processes."""
+    try:
+        from bridge.app import serve as run_bridge
+    except ImportError as exc:
+        raise CliError(
+            f"the Bridge (server/) is not importable: {exc}; run `make install`"
+        ) from None
+    settings = config.load()
+    run_bridge(settings, host, port or settings.bridge_port, workers)
+
+
 # -- the engine, without the API ---------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ class Settings:
     kafka_port: int
     kafka_controller_port: int
     s3_port: int
+    bridge_port: int
     database_url: str
     redis_url: str
     kafka_bootstrap: str
@@ -44,6 +45,7 @@ class Settings:
     url_ttl_s: int
     max_concurrent_per_tenant: int
     max_file_bytes: int
+    max_body_bytes: int
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -58,6 +60,7 @@ def load() -> Settings:
     kafka_port = _env_int("KAFKA_PORT", 19092)
     kafka_controller_port = _env_int("KAFKA_CONTROLLER_PORT", kafka_port + 1)
     s3_port = _env_int("S3_PORT", 18080)
+    bridge_port = _env_int("BRIDGE_PORT", 8000)
     return Settings(
         home=home,
         pg_port=pg_port,
@@ -65,6 +68,7 @@ def load() -> Settings:
         kafka_port=kafka_port,
         kafka_controller_port=kafka_controller_port,
         s3_port=s3_port,
+        bridge_port=bridge_port,
         database_url=_env("DATABASE_URL", f"postgresql://bulkops@127.0.0.1:{pg_port}/bulkops"),
         redis_url=_env("REDIS_URL", f"redis://127.0.0.1:{redis_port}/0"),
         kafka_bootstrap=_env("KAFKA_BOOTSTRAP", f"127.0.0.1:{kafka_port}"),
@@ -77,4 +81,5 @@ def load() -> Settings:
         url_ttl_s=_env_int("URL_TTL_S", 7 * 24 * 3600),
         max_concurrent_per_tenant=_env_int("MAX_CONCURRENT_PER_TENANT", 3),
         max_file_bytes=_env_int("MAX_FILE_BYTES", 10 * 1024**3),
+        max_body_bytes=_env_int("MAX_BODY_BYTES", 256 * 1024),
     )

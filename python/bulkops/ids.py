@@ -11,6 +11,8 @@ import binascii
 
 from bulkops.catalog import TYPES
 
+_MAX_PK = 2**63 - 1  # bigint
+
 
 class InvalidId(ValueError):
     """The value is not a global id of the expected type; ``str()`` is safe to show users."""
@@ -29,7 +31,9 @@ def decode(value: str, expected: str | None = None) -> tuple[str, int]:
     except (binascii.Error, UnicodeError, ValueError):
         raise InvalidId(f"{value!r} is not a valid id") from None
     type_name, sep, pk_text = raw.partition(":")
-    if not sep or type_name not in TYPES or not pk_text.isdigit() or len(pk_text) > 18:
+    if not sep or type_name not in TYPES or not pk_text.isdigit() or len(pk_text) > 19:
+        raise InvalidId(f"{value!r} is not a valid id")
+    if int(pk_text) > _MAX_PK:
         raise InvalidId(f"{value!r} is not a valid id")
     if expected is not None and type_name != expected:
         raise InvalidId(f"{value!r} is not the id of a {expected}")

@@ -13,6 +13,7 @@ parent in the parents' order, each group in the child connection's own keyset or
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -81,9 +82,10 @@ def filter_sql(flt: Filter, value: Any) -> str:
     raise AssertionError(flt.op)
 
 
-def _where(tenant_id: int, sel: ConnectionSelection) -> str:
+def where_sql(tenant_id: int, filters: Iterable[tuple[Filter, Any]]) -> str:
+    """The tenant predicate and every filter, over the alias ``t``; shared with the sync API."""
     clauses = [f"t.tenant_id = {sql_literal(tenant_id)}"]
-    clauses += [filter_sql(flt, value) for flt, value in sel.filters]
+    clauses += [filter_sql(flt, value) for flt, value in filters]
     return " AND ".join(clauses)
 
 
@@ -106,9 +108,7 @@ def plan_root(tenant_id: int, sel: ConnectionSelection) -> ConnectionPlan:
     t = sel.node_type
     cols, spec = _columns(sel)
     order = ", ".join(f"t.{c}" for c in t.order)
-    sql = (
-        f"SELECT {', '.join(cols)} FROM {t.table} t WHERE {_where(tenant_id, sel)} ORDER BY {order}"
-    )
+    sql = f"SELECT {', '.join(cols)} FROM {t.table} t WHERE {where_sql(tenant_id, sel.filters)} ORDER BY {order}"
     return ConnectionPlan(sel.path, t.name, sql, tuple(spec), None)
 
 
@@ -128,9 +128,9 @@ def plan_nested(
     order = [f"p.o{i}" for i in range(len(p.order))] + [f"t.{o}" for o in c.order]
     sql = (
         f"SELECT {', '.join(cols)} "
-        f"FROM (SELECT {parent_cols} FROM {p.table} t WHERE {_where(tenant_id, parent)}) p "
+        f"FROM (SELECT {parent_cols} FROM {p.table} t WHERE {where_sql(tenant_id, parent.filters)}) p "
         f"JOIN {c.table} t ON t.{nested.child_key} = p.pkey "
-        f"WHERE {_where(tenant_id, child)} ORDER BY {', '.join(order)}"
+        f"WHERE {where_sql(tenant_id, child.filters)} ORDER BY {', '.join(order)}"
     )
     return ConnectionPlan(child.path, c.name, sql, tuple(spec), p.name)
 

@@ -38,6 +38,8 @@ class Principal:
     tenant_name: str
     token_id: int
     scopes: frozenset[str]
+    rate_limit_per_minute: int = 100
+    rate_limit_burst: int = 20
 
 
 def new_token() -> str:
@@ -126,6 +128,7 @@ async def authenticate(conn: asyncpg.Connection, token: str) -> Principal | None
     digest = token_digest(token)
     rows = await conn.fetch(
         """SELECT k.id, k.tenant_id, t.name, k.token_sha256, k.scopes,
+                  t.rate_limit_per_minute, t.rate_limit_burst,
                   k.expires_at IS NOT NULL AND k.expires_at <= now() AS expired,
                   k.revoked_at IS NOT NULL AS revoked
              FROM api_tokens k JOIN tenants t ON t.id = k.tenant_id
@@ -143,4 +146,6 @@ async def authenticate(conn: asyncpg.Connection, token: str) -> Principal | None
         tenant_name=match["name"],
         token_id=match["id"],
         scopes=frozenset(match["scopes"]),
+        rate_limit_per_minute=match["rate_limit_per_minute"],
+        rate_limit_burst=match["rate_limit_burst"],
     )

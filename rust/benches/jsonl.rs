@@ -68,27 +68,45 @@ fn viewer_sessions() -> (Vec<FieldSpec>, RecordBatch) {
         })
         .collect();
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values((0..ROWS as i64).map(|i| 10_000_000 + i))),
+        Arc::new(Int64Array::from_iter_values(
+            (0..ROWS as i64).map(|i| 10_000_000 + i),
+        )),
         Arc::new(StringArray::from_iter_values(&uuids)),
-        Arc::new(Int64Array::from_iter_values((0..ROWS).map(|_| rng.below(5_000_000) as i64))),
+        Arc::new(Int64Array::from_iter_values(
+            (0..ROWS).map(|_| rng.below(5_000_000) as i64),
+        )),
         Arc::new(Int32Array::from(durations)),
-        Arc::new(Int64Array::from_iter_values((0..ROWS).map(|_| rng.below(10_000_000_000) as i64))),
-        Arc::new(Float64Array::from_iter_values((0..ROWS).map(|_| rng.unit() * 180.0 - 90.0))),
-        Arc::new(Float64Array::from_iter_values((0..ROWS).map(|_| rng.unit() * 360.0 - 180.0))),
+        Arc::new(Int64Array::from_iter_values(
+            (0..ROWS).map(|_| rng.below(10_000_000_000) as i64),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            (0..ROWS).map(|_| rng.unit() * 180.0 - 90.0),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            (0..ROWS).map(|_| rng.unit() * 360.0 - 180.0),
+        )),
         Arc::new(Float64Array::from_iter_values(
             (0..ROWS).map(|_| (rng.unit() * 89_000.0 + 1_000.0).round() / 10.0),
         )),
-        Arc::new(BooleanArray::from_iter((0..ROWS).map(|_| Some(rng.below(2) == 0)))),
+        Arc::new(BooleanArray::from_iter(
+            (0..ROWS).map(|_| Some(rng.below(2) == 0)),
+        )),
         Arc::new(TimestampMicrosecondArray::from(connected.clone()).with_timezone("UTC")),
         Arc::new(TimestampMicrosecondArray::from(disconnected).with_timezone("UTC")),
         Arc::new(Date32Array::from_iter_values(
-            connected.iter().map(|c| c.div_euclid(86_400_000_000) as i32),
+            connected
+                .iter()
+                .map(|c| c.div_euclid(86_400_000_000) as i32),
         )),
         Arc::new(StringArray::from_iter_values(
             (0..ROWS).map(|_| countries[rng.below(6) as usize]),
         )),
-        Arc::new(StringArray::from_iter_values((0..ROWS).map(|_| agents[rng.below(4) as usize]))),
-        Arc::new(Int64Array::from_iter_values((0..ROWS).map(|_| 1 + rng.below(100_000) as i64))),
+        Arc::new(StringArray::from_iter_values(
+            (0..ROWS).map(|_| agents[rng.below(4) as usize]),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            (0..ROWS).map(|_| 1 + rng.below(100_000) as i64),
+        )),
     ];
     let specs = [
         ("id", "global_id", Some("ViewerSession")),
@@ -130,7 +148,9 @@ fn bench_encode(c: &mut Criterion) {
     group.bench_function("viewer_sessions_65536_reused_buffer", |b| {
         b.iter(|| {
             out.clear();
-            encoder.encode_into(black_box(&batch), &mut out).expect("encodes");
+            encoder
+                .encode_into(black_box(&batch), &mut out)
+                .expect("encodes");
         })
     });
     group.finish();

@@ -8,7 +8,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
-use crate::sink::{format_int, push_padded, DecimalInt, Fragment, MAX_INT_LEN};
+use crate::sink::{format_int, push_with, DecimalInt, Fragment, MAX_INT_LEN};
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -55,12 +55,13 @@ impl GlobalIdPrefix {
         let mut raw = [0u8; MAX_TAIL_IN];
         raw[..2].copy_from_slice(&self.tail);
         let raw_len = self.tail_len + format_int(id, &mut raw, self.tail_len);
-        // One spare byte for the closing quote.
-        let mut encoded = [0u8; MAX_TAIL_OUT + 1];
-        let encoded_len = encode_short(&raw[..raw_len], &mut encoded);
-        encoded[encoded_len] = b'"';
         self.quoted_head.push_to(out);
-        push_padded(out, &encoded, encoded_len + 1);
+        // One spare byte for the closing quote.
+        push_with::<{ MAX_TAIL_OUT + 1 }>(out, |dst| {
+            let len = encode_short(&raw[..raw_len], dst);
+            dst[len] = b'"';
+            len + 1
+        });
     }
 }
 

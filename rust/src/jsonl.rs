@@ -529,8 +529,9 @@ impl<T: DecimalInt> ValueWriter for GlobalIdWriter<'_, T> {
     }
 }
 
-/// `f32`/`f64` written by ryu; non-finite values have no JSON form.
-trait JsonFloat: ryu::Float + Copy {
+/// `f32`/`f64` written by zmij (shortest round-trip text); non-finite values
+/// have no JSON form.
+trait JsonFloat: zmij::Float + Copy {
     fn is_finite(self) -> bool;
 }
 
@@ -555,7 +556,7 @@ impl<T: JsonFloat> ValueWriter for FloatWriter<'_, T> {
     fn write(&mut self, row: usize, out: &mut Vec<u8>) {
         let v = self.values[row];
         if v.is_finite() {
-            let mut buf = ryu::Buffer::new();
+            let mut buf = zmij::Buffer::new();
             out.extend_from_slice(buf.format_finite(v).as_bytes());
         } else {
             out.extend_from_slice(b"null");
@@ -670,14 +671,11 @@ impl ValueWriter for TimestampWriter<'_> {
     #[inline]
     fn write(&mut self, row: usize, out: &mut Vec<u8>) {
         let micros = timefmt::to_epoch_micros(self.values[row], self.unit);
-        let text = self.formatter.format(micros);
-        let mut quoted = [b'"'; timefmt::TIMESTAMP_LEN + 2];
-        quoted[1..=timefmt::TIMESTAMP_LEN].copy_from_slice(text);
-        out.extend_from_slice(&quoted);
+        self.formatter.write_quoted(micros, out);
     }
 
     fn estimate_bytes(&self, _num_rows: usize) -> usize {
-        timefmt::TIMESTAMP_LEN + 2
+        timefmt::QUOTED_TIMESTAMP_LEN
     }
 }
 
@@ -897,7 +895,7 @@ mod tests {
             [
                 "{\"v\":0.1}",
                 "{\"v\":-0.0}",
-                "{\"v\":1e300}",
+                "{\"v\":1e+300}",
                 "{\"v\":null}",
                 "{\"v\":null}",
                 "{\"v\":null}",

@@ -15,6 +15,22 @@ pub fn push_padded<const N: usize>(out: &mut Vec<u8>, chunk: &[u8; N], len: usiz
     out.truncate(end);
 }
 
+/// Appends up to `N` bytes produced by `fill`, which writes them straight
+/// into the output and returns how many it wrote.
+///
+/// Formatting digits into a local array and then copying it would reload
+/// freshly stored bytes with wider loads, which stalls store-to-load
+/// forwarding; writing in place avoids that.
+#[inline(always)]
+pub fn push_with<const N: usize>(out: &mut Vec<u8>, fill: impl FnOnce(&mut [u8; N]) -> usize) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; N]);
+    let dst = out.last_chunk_mut::<N>().expect("just extended by N bytes");
+    let len = fill(dst);
+    debug_assert!(len <= N);
+    out.truncate(start + len);
+}
+
 /// Appends `data[start..end]`, reading up to 63 bytes past `end` (when
 /// `data` has them) so short runs are copied as fixed-size chunks.
 #[inline(always)]
@@ -180,9 +196,7 @@ pub fn format_int<I: DecimalInt>(value: I, buf: &mut [u8], at: usize) -> usize {
 /// Appends `value` in decimal.
 #[inline(always)]
 pub fn push_int<I: DecimalInt>(out: &mut Vec<u8>, value: I) {
-    let mut buf = [0u8; 24];
-    let len = format_int(value, &mut buf, 0);
-    push_padded(out, &buf, len);
+    push_with::<MAX_INT_LEN>(out, |dst| format_int(value, dst, 0));
 }
 
 #[cfg(test)]
@@ -247,6 +261,17 @@ mod tests {
             assert_eq!(int_text(v), v.to_string());
             assert_eq!(int_text(v as i64), (v as i64).to_string());
         }
+    }
+
+    #[test]
+    fn push_with_keeps_only_what_was_written() {
+        let mut out = b"ab".to_vec();
+        push_with::<8>(&mut out, |dst| {
+            dst[..3].copy_from_slice(b"xyz");
+            3
+        });
+        push_with::<4>(&mut out, |_| 0);
+        assert_eq!(out, b"abxyz");
     }
 
     #[test]

@@ -93,51 +93,54 @@ pub fn to_epoch_micros(value: i64, unit: TimeUnit) -> i64 {
     }
 }
 
-/// Formats timestamps as `YYYY-MM-DDTHH:MM:SS.ffffffZ`, remembering the date
-/// part of the previous call: consecutive rows usually share a day, which
-/// skips the calendar arithmetic.
+/// Length of a quoted timestamp, `"YYYY-MM-DDTHH:MM:SS.ffffffZ"`.
+pub const QUOTED_TIMESTAMP_LEN: usize = TIMESTAMP_LEN + 2;
+
+/// Writes quoted timestamps, keeping a template with the date of the previous
+/// call: consecutive rows usually share a day, which skips the calendar
+/// arithmetic. Only the time of day is formatted per value, in place in the
+/// output (see `sink::push_with` for why not via a local buffer).
 #[derive(Debug, Clone)]
 pub struct TimestampFormatter {
     last_day: i64,
-    buf: [u8; TIMESTAMP_LEN],
+    template: [u8; QUOTED_TIMESTAMP_LEN],
 }
 
 impl Default for TimestampFormatter {
     fn default() -> Self {
-        let mut buf = *b"1970-01-01T00:00:00.000000Z";
-        buf[..DATE_LEN].copy_from_slice(&format_date(0));
-        Self { last_day: 0, buf }
+        let mut template = *b"\"1970-01-01T00:00:00.000000Z\"";
+        template[1..=DATE_LEN].copy_from_slice(&format_date(0));
+        Self {
+            last_day: 0,
+            template,
+        }
     }
 }
 
 impl TimestampFormatter {
-    /// Formats `micros` (in `MIN_EPOCH_MICROS..=MAX_EPOCH_MICROS`).
+    /// Appends `micros` (in `MIN_EPOCH_MICROS..=MAX_EPOCH_MICROS`) quoted.
     #[inline]
-    pub fn format(&mut self, micros: i64) -> &[u8; TIMESTAMP_LEN] {
+    pub fn write_quoted(&mut self, micros: i64, out: &mut Vec<u8>) {
         debug_assert!((MIN_EPOCH_MICROS..=MAX_EPOCH_MICROS).contains(&micros));
         let day = micros.div_euclid(MICROS_PER_DAY);
         let in_day = micros.rem_euclid(MICROS_PER_DAY) as u64;
         if day != self.last_day {
-            self.buf[..DATE_LEN].copy_from_slice(&format_date(day));
+            self.template[1..=DATE_LEN].copy_from_slice(&format_date(day));
             self.last_day = day;
         }
+        out.extend_from_slice(&self.template);
+        let dst = out
+            .last_chunk_mut::<QUOTED_TIMESTAMP_LEN>()
+            .expect("just extended");
         let secs = (in_day / 1_000_000) as u32;
         let frac = (in_day % 1_000_000) as u32;
-        let buf = &mut self.buf;
-        put2(buf, 11, secs / 3600);
-        put2(buf, 14, (secs / 60) % 60);
-        put2(buf, 17, secs % 60);
-        put2(buf, 20, frac / 10_000);
-        put2(buf, 22, (frac / 100) % 100);
-        put2(buf, 24, frac % 100);
-        &self.buf
+        put2(dst, 12, secs / 3600);
+        put2(dst, 15, (secs / 60) % 60);
+        put2(dst, 18, secs % 60);
+        put2(dst, 21, frac / 10_000);
+        put2(dst, 23, (frac / 100) % 100);
+        put2(dst, 25, frac % 100);
     }
-}
-
-/// One-shot `format` without the day cache.
-#[cfg(test)]
-pub fn format_timestamp(micros: i64) -> [u8; TIMESTAMP_LEN] {
-    *TimestampFormatter::default().format(micros)
 }
 
 #[cfg(test)]
@@ -157,8 +160,16 @@ mod tests {
         era * 146_097 + doe - 719_468
     }
 
+    fn quoted(fmt: &mut TimestampFormatter, micros: i64) -> String {
+        let mut out = b"x".to_vec();
+        fmt.write_quoted(micros, &mut out);
+        assert_eq!(out.len(), 1 + QUOTED_TIMESTAMP_LEN);
+        let text = String::from_utf8(out).unwrap();
+        text[2..text.len() - 1].to_owned()
+    }
+
     fn ts(micros: i64) -> String {
-        String::from_utf8(format_timestamp(micros).to_vec()).unwrap()
+        quoted(&mut TimestampFormatter::default(), micros)
     }
 
     fn date(days: i64) -> String {
@@ -221,9 +232,8 @@ mod tests {
             assert!((y, m, d) > prev, "{days}");
             prev = (y, m, d);
             if days % 997 == 0 {
-                let s = fmt.format(days * MICROS_PER_DAY + 43_200_000_001);
-                let expected = format!("{y:04}-{m:02}-{d:02}T12:00:00.000001Z");
-                assert_eq!(s, expected.as_bytes());
+                let s = quoted(&mut fmt, days * MICROS_PER_DAY + 43_200_000_001);
+                assert_eq!(s, format!("{y:04}-{m:02}-{d:02}T12:00:00.000001Z"));
             }
         }
     }
@@ -231,11 +241,11 @@ mod tests {
     #[test]
     fn cache_does_not_leak_between_days() {
         let mut fmt = TimestampFormatter::default();
-        let a = *fmt.format(0);
-        let b = *fmt.format(-1);
-        let c = *fmt.format(0);
+        let a = quoted(&mut fmt, 0);
+        let b = quoted(&mut fmt, -1);
+        let c = quoted(&mut fmt, 0);
         assert_eq!(a, c);
-        assert_eq!(&b, b"1969-12-31T23:59:59.999999Z");
+        assert_eq!(b, "1969-12-31T23:59:59.999999Z");
     }
 
     #[test]

@@ -1,0 +1,69 @@
+"""HMAC signing of small opaque tokens (page cursors, download links).
+
+The key is ``BULKOPS_SECRET_KEY`` or, for local use, a random key created once in
+``$BULKOPS_HOME/secret_key`` so that every Bridge and worker process on the machine agrees.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from bulkops.config import Settings
+
+_MAC_BYTES = 16
+
+
+class BadSignature(ValueError):
+    pass
+
+
+@functools.cache
+def _key_from_file(path: Path) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as fh:
+        key = secrets.token_hex(32).encode()
+        fh.write(key)
+    return key
+
+
+def secret_key(settings: Settings) -> bytes:
+    env = os.environ.get("BULKOPS_SECRET_KEY")
+    if env:
+        return env.encode()
+    return _key_from_file(settings.home / "secret_key")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign(key: bytes, payload: bytes, purpose: str) -> str:
+    """``<payload>.<mac>``, URL-safe; ``purpose`` keeps a cursor from passing as a link."""
+    mac = hmac.new(key, purpose.encode() + b"\x00" + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+    return f"{_b64(payload)}.{_b64(mac)}"
+
+
+def unsign(key: bytes, token: str, purpose: str) -> bytes:
+    try:
+        payload_text, mac_text = token.split(".")
+        payload, mac = _unb64(payload_text), _unb64(mac_text)
+    except (ValueError, TypeError):
+        raise BadSignature("malformed") from None
+    want = hmac.new(key, purpose.encode() + b"\x00" + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+    if not hmac.compare_digest(mac, want):
+        raise BadSignature("bad signature")
+    return payload

@@ -1,0 +1,1 @@
+"""The Bridge: the tenants' GraphQL API (Sanic + Strawberry), generated from the catalog."""
