@@ -302,6 +302,75 @@ def serve(host: str, port: int | None, workers: int) -> None:
     run_bridge(settings, host, port or settings.bridge_port, workers)
 
 
+# -- bulk operations: workers, dispatcher, client -----------------------------------------
+
+
+@cli.command()
+@click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes; each runs BULKOPS_WORKER_CONCURRENCY jobs at once.")  # fmt: skip
+def worker(processes: int) -> None:
+    """Run arq workers that execute bulk operations (any number, on any machine)."""
+    from bulkops.worker import run_workers
+
+    run_workers(config.load(), processes)
+
+
+@cli.command()
+def dispatcher() -> None:
+    """Relay the outbox to Kafka and hand Kafka's operations to arq."""
+    from bulkops.intake import run_dispatcher
+
+    asyncio.run(run_dispatcher(config.load()))
+
+
+@cli.command()
+@click.option("--query", "query_file", required=True, type=click.File("r"),
+              help="File with the bulk GraphQL query ('-' for stdin).")  # fmt: skip
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="Where to write the JSONL.")  # fmt: skip
+@click.option("--url", "api_url", default=None, help="Bridge URL (default $BULKOPS_PUBLIC_URL).")
+@click.option("--token", envvar="BULKOPS_TOKEN", required=True,
+              help="API token (or $BULKOPS_TOKEN).")  # fmt: skip
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def export(query_file: Any, out_path: str, api_url: str | None, token: str, quiet: bool) -> None:
+    """Run a bulk operation through the API, show progress, download and verify the result."""
+    from pathlib import Path
+
+    import httpx
+
+    from bulkops.client import Client, ExportFailed
+
+    client = Client(api_url or config.load().public_url, token)
+    op_id = None
+    try:
+        op = client.submit(query_file.read())
+        op_id = op["id"]
+        op = client.wait(op_id, progress=not quiet)
+        if op["status"] != "COMPLETED":
+            detail = f"{op['errorCode'] or op['status']}: {op['errorMessage'] or 'no details'}"
+            if op.get("partialDataUrl"):
+                detail += f" (partial data: {op['partialDataUrl']})"
+            raise CliError(f"bulk operation {op_id} ended {op['status']}: {detail}")
+        out = Path(out_path)
+        if op["url"] is None:
+            out.write_bytes(b"")
+            click.echo(json.dumps({"id": op_id, "objectCount": 0, "file": str(out), "url": None}))
+            return
+        client.download(op["url"], out, int(op["fileSize"]), op["sha256"])
+    except ExportFailed as exc:
+        raise CliError(str(exc)) from None
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach the API: {exc}") from None
+    except KeyboardInterrupt:
+        if op_id is not None:
+            client.cancel(op_id)
+            raise CliError(f"interrupted: bulk operation {op_id} canceled") from None
+        raise
+    click.echo(json.dumps({"id": op_id, "objectCount": int(op["objectCount"]),
+                           "fileSize": int(op["fileSize"]), "sha256": op["sha256"],
+                           "file": str(out)}))  # fmt: skip
+
+
 # -- the engine, without the API ---------------------------------------------------------
 
 

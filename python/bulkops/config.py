@@ -46,6 +46,10 @@ class Settings:
     max_concurrent_per_tenant: int
     max_file_bytes: int
     max_body_bytes: int
+    max_run_s: int
+    expire_every_s: int
+    worker_concurrency: int
+    public_url: str
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -82,4 +86,8 @@ def load() -> Settings:
         max_concurrent_per_tenant=_env_int("MAX_CONCURRENT_PER_TENANT", 3),
         max_file_bytes=_env_int("MAX_FILE_BYTES", 10 * 1024**3),
         max_body_bytes=_env_int("MAX_BODY_BYTES", 256 * 1024),
+        max_run_s=_env_int("MAX_RUN_S", 24 * 3600),
+        expire_every_s=_env_int("EXPIRE_EVERY_S", 60),
+        worker_concurrency=_env_int("WORKER_CONCURRENCY", 2),
+        public_url=_env("PUBLIC_URL", f"http://127.0.0.1:{bridge_port}"),
     )

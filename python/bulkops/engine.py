@@ -26,7 +26,11 @@ T = TypeVar("T")
 
 
 class ExportCanceled(Exception):
-    """``should_cancel`` said stop; the partial object was deleted."""
+    """``should_stop`` said "cancel": the partial object was deleted."""
+
+
+class ExportStopped(Exception):
+    """``should_stop`` gave another reason (a deadline): what was written is kept."""
 
 
 class FileTooLarge(Exception):
@@ -90,19 +94,31 @@ def run_export(
     location: Location,
     *,
     on_progress: Callable[[Progress], None] | None = None,
-    should_cancel: Callable[[], bool] | None = None,
+    should_stop: Callable[[], str | None] | None = None,
+    on_start: Callable[[int, datetime], None] | None = None,
     max_file_bytes: int | None = None,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
 ) -> ExportResult:
+    """Run ``plan`` into ``location``.
+
+    ``should_stop`` is asked between batches: "cancel" deletes the partial object and raises
+    ExportCanceled; any other reason keeps it and raises ExportStopped. ``on_start`` receives
+    the number of lines the export will write (counted in its snapshot) and the snapshot time.
+    """
     sink = ObjectSink(location)
     progress = Progress()
     try:
         with Snapshot(database_url, batch_bytes) as snap:
+            if on_start is not None:
+                on_start(sum(snap.count(cp.count_sql) for cp in plan.connections), snap.taken_at)
             for conn_plan in plan.connections:
                 encoder = JsonlEncoder(conn_plan.spec)
                 for batch in _prefetch(snap.batches(conn_plan.sql)):
-                    if should_cancel is not None and should_cancel():
+                    reason = should_stop() if should_stop is not None else None
+                    if reason == "cancel":
                         raise ExportCanceled
+                    if reason is not None:
+                        raise ExportStopped(reason)
                     sink.write(encoder.encode(batch))
                     progress.object_count += batch.num_rows
                     if conn_plan.is_root:

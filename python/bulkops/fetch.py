@@ -46,6 +46,14 @@ class Snapshot:
         finally:
             cur.close()
 
+    def count(self, sql: str) -> int:
+        cur = self._conn.cursor()
+        try:
+            cur.execute(sql)
+            return int(cur.fetch_arrow_table().column(0)[0].as_py())
+        finally:
+            cur.close()
+
     def close(self) -> None:
         try:
             self._conn.rollback()  # read-only: nothing to commit

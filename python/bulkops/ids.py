@@ -12,6 +12,8 @@ import binascii
 from bulkops.catalog import TYPES
 
 _MAX_PK = 2**63 - 1  # bigint
+#: node types that are not exportable, so not in the catalog, but have global ids
+OTHER_NODE_TYPES = frozenset({"BulkOperation"})
 
 
 class InvalidId(ValueError):
@@ -31,7 +33,12 @@ def decode(value: str, expected: str | None = None) -> tuple[str, int]:
     except (binascii.Error, UnicodeError, ValueError):
         raise InvalidId(f"{value!r} is not a valid id") from None
     type_name, sep, pk_text = raw.partition(":")
-    if not sep or type_name not in TYPES or not pk_text.isdigit() or len(pk_text) > 19:
+    if (
+        not sep
+        or (type_name not in TYPES and type_name not in OTHER_NODE_TYPES)
+        or not pk_text.isdigit()
+        or len(pk_text) > 19
+    ):
         raise InvalidId(f"{value!r} is not a valid id")
     if int(pk_text) > _MAX_PK:
         raise InvalidId(f"{value!r} is not a valid id")

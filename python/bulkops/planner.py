@@ -32,6 +32,7 @@ class ConnectionPlan:
     sql: str
     spec: tuple[FieldSpec, ...]
     parent_type: str | None  #: None for the root connection
+    count_sql: str  #: how many lines ``sql`` yields (progress: percent done)
 
     @property
     def is_root(self) -> bool:
@@ -108,8 +109,9 @@ def plan_root(tenant_id: int, sel: ConnectionSelection) -> ConnectionPlan:
     t = sel.node_type
     cols, spec = _columns(sel)
     order = ", ".join(f"t.{c}" for c in t.order)
-    sql = f"SELECT {', '.join(cols)} FROM {t.table} t WHERE {where_sql(tenant_id, sel.filters)} ORDER BY {order}"
-    return ConnectionPlan(sel.path, t.name, sql, tuple(spec), None)
+    body = f"FROM {t.table} t WHERE {where_sql(tenant_id, sel.filters)}"
+    sql = f"SELECT {', '.join(cols)} {body} ORDER BY {order}"
+    return ConnectionPlan(sel.path, t.name, sql, tuple(spec), None, f"SELECT count(*) {body}")
 
 
 def plan_nested(
@@ -126,13 +128,13 @@ def plan_nested(
         + [f"t.{o} AS o{i}" for i, o in enumerate(p.order)]
     )
     order = [f"p.o{i}" for i in range(len(p.order))] + [f"t.{o}" for o in c.order]
-    sql = (
-        f"SELECT {', '.join(cols)} "
+    body = (
         f"FROM (SELECT {parent_cols} FROM {p.table} t WHERE {where_sql(tenant_id, parent.filters)}) p "
         f"JOIN {c.table} t ON t.{nested.child_key} = p.pkey "
-        f"WHERE {where_sql(tenant_id, child.filters)} ORDER BY {', '.join(order)}"
+        f"WHERE {where_sql(tenant_id, child.filters)}"
     )
-    return ConnectionPlan(child.path, c.name, sql, tuple(spec), p.name)
+    sql = f"SELECT {', '.join(cols)} {body} ORDER BY {', '.join(order)}"
+    return ConnectionPlan(child.path, c.name, sql, tuple(spec), p.name, f"SELECT count(*) {body}")
 
 
 def plan(query: BulkQuery, tenant_id: int) -> Plan:

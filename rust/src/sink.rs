@@ -95,7 +95,13 @@ impl Fragment {
 
     #[inline(always)]
     pub fn push_to(&self, out: &mut Vec<u8>) {
+        // Copy the smallest padded prefix that holds the fragment: keys are
+        // mostly under 32 bytes.
         match &self.long {
+            None if self.len <= 32 => {
+                let chunk = self.padded.first_chunk::<32>().expect("CAP >= 32");
+                push_padded(out, chunk, self.len);
+            }
             None => push_padded(out, &self.padded, self.len),
             Some(long) => out.extend_from_slice(long),
         }

@@ -7,18 +7,23 @@ a GraphQL-shaped body with ``extensions.code``; nothing returns a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import asyncpg
 from graphql import GraphQLError, parse
 from redis.asyncio import Redis
 from sanic import Request, Sanic, response
-from sanic.exceptions import NotFound, PayloadTooLarge, SanicException
-from sanic.response import HTTPResponse
+from sanic.exceptions import NotFound, PayloadTooLarge, RangeNotSatisfiable, SanicException
+from sanic.handlers import ContentRangeHandler
+from sanic.response import HTTPResponse, ResponseStream
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.sanic.views import GraphQLView
 from strawberry.types import ExecutionResult
@@ -27,6 +32,8 @@ from bridge import cost as query_cost
 from bridge.errors import (
     BAD_REQUEST,
     BAD_USER_INPUT,
+    FORBIDDEN,
+    GONE,
     INTERNAL,
     NOT_FOUND,
     PAYLOAD_TOO_LARGE,
@@ -39,8 +46,9 @@ from bridge.metrics import Metrics
 from bridge.ratelimit import RateLimiter
 from bridge.schema import schema
 from bridge.schema.context import Context
-from bulkops import config
+from bulkops import config, operations
 from bulkops.config import Settings
+from bulkops.links import LinkError, verify_download
 from bulkops.signing import secret_key
 from bulkops.tenants import authenticate
 
@@ -155,6 +163,40 @@ async def graphql_gate(request: Request) -> HTTPResponse | None:
     return None
 
 
+async def serve_download(request: Request, token: str) -> HTTPResponse | ResponseStream:
+    """A local-store result, behind an HMAC-signed expiring link; supports Range requests so
+    large downloads can resume."""
+    app = request.app
+    try:
+        op_id, tenant_id = verify_download(token, app.ctx.secret)
+    except LinkError as exc:
+        return http_error(403, str(exc), FORBIDDEN)
+    async with app.ctx.pool.acquire() as conn:
+        op = await operations.get(conn, tenant_id, op_id)
+    url = op.storage_url if op is not None else None
+    path = Path(unquote(urlparse(url).path)) if url and url.startswith("file://") else None
+    if op is None or path is None or not path.is_file():
+        return http_error(410, "this result is no longer available (expired or deleted)", GONE)
+    headers = {"X-Checksum-SHA256": op.sha256 or "", "Accept-Ranges": "bytes"}
+    stats = await asyncio.to_thread(os.stat, path)
+    byte_range = None
+    if "range" in request.headers:
+        try:
+            byte_range = ContentRangeHandler(request, stats)
+        except RangeNotSatisfiable:
+            return http_error(416, "the requested range is outside the file", BAD_REQUEST)
+    if request.method == "HEAD":
+        return response.empty(headers={**headers, "Content-Length": str(stats.st_size)})
+    return await response.file_stream(
+        path,
+        chunk_size=1 << 20,
+        mime_type="application/jsonl",
+        headers=headers,
+        filename=f"bulk-operation-{op_id}.jsonl",
+        _range=byte_range,
+    )
+
+
 def create_app(settings: Settings | None = None) -> Sanic:
     settings = settings or config.load()
     app = Sanic("bulkops_bridge", configure_logging=False)
@@ -215,6 +257,10 @@ def create_app(settings: Settings | None = None) -> Sanic:
         healthy = all(v == "ok" for v in checks.values())
         return response.json({"status": "ok" if healthy else "unhealthy", "checks": checks},
                              status=200 if healthy else 503)  # fmt: skip
+
+    @app.route("/downloads/<token:str>", methods=["GET", "HEAD"])  # type: ignore[arg-type]
+    async def download(request: Request, token: str) -> HTTPResponse | ResponseStream:
+        return await serve_download(request, token)
 
     @app.get("/metrics")
     async def metrics(request: Request) -> HTTPResponse:

@@ -17,6 +17,7 @@ RATE_LIMITED = "RATE_LIMITED"
 QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 INTERNAL = "INTERNAL_SERVER_ERROR"
 NOT_FOUND = "NOT_FOUND"
+GONE = "GONE"
 
 
 def coded(message: str, code: str, **extra: Any) -> GraphQLError:

@@ -1,0 +1,319 @@
+"""The bulk operation lifecycle, in PostgreSQL: submit (with admission), cancel, read, and the
+worker's transitions. Every transition is one conditional UPDATE, so two actors (a cancel and
+a worker, two workers) can never both win.
+
+    CREATED ──▶ RUNNING ──▶ COMPLETED ──▶ EXPIRED
+       │           │ └────▶ FAILED (errorCode; partialDataUrl when something was written)
+       │           └──▶ CANCELING ──▶ CANCELED
+       └──────────────────────────────▶ CANCELED   (cancelled before a worker took it)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import asyncpg
+
+OPERATIONS_TOPIC = "bulkops.operations"
+NOTIFY_CHANNEL = "bulkops_outbox"
+
+
+class Status(StrEnum):
+    CREATED = "CREATED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    CANCELING = "CANCELING"
+    CANCELED = "CANCELED"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+
+
+ACTIVE = (Status.CREATED, Status.RUNNING, Status.CANCELING)
+
+
+class ErrorCode(StrEnum):
+    ACCESS_DENIED = "ACCESS_DENIED"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+    TIMEOUT = "TIMEOUT"
+    FILE_TOO_LARGE = "FILE_TOO_LARGE"
+    INVALID_QUERY = "INVALID_QUERY"
+
+
+class LimitReached(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"this tenant already has {limit} bulk operation(s) in CREATED, RUNNING or CANCELING; "
+            "wait for one to finish or cancel it with bulkOperationCancel"
+        )
+        self.limit = limit
+
+
+class NotCancelable(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Operation:
+    id: int
+    tenant_id: int
+    type: str
+    status: Status
+    query: str
+    error_code: str | None
+    error_message: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    updated_at: datetime
+    heartbeat_at: datetime | None
+    attempts: int
+    object_count: int
+    root_object_count: int
+    expected_object_count: int | None
+    file_size: int
+    sha256: str | None
+    storage_url: str | None
+    partial: bool
+    url_expires_at: datetime | None
+    snapshot_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Operation:
+        values = dict(row)
+        values["status"] = Status(values["status"])
+        return cls(**values)
+
+    @property
+    def percent_complete(self) -> float | None:
+        if self.status == Status.COMPLETED:
+            return 100.0
+        if not self.expected_object_count:
+            return None if self.expected_object_count is None else 100.0
+        return round(min(99.99, 100.0 * self.object_count / self.expected_object_count), 2)
+
+
+async def submit(
+    conn: asyncpg.Connection, tenant_id: int, query: str, default_limit: int
+) -> Operation:
+    """Admit and record a new operation, plus its outbox message, in one transaction.
+
+    The tenant's row is locked first, so concurrent submissions of one tenant queue up and
+    the count of active operations cannot be raced past the limit.
+    """
+    async with conn.transaction():
+        limit = await conn.fetchval(
+            "SELECT coalesce(max_concurrent_bulk_operations, $2) FROM tenants WHERE id = $1 FOR UPDATE",
+            tenant_id,
+            default_limit,
+        )
+        active = await conn.fetchval(
+            "SELECT count(*) FROM bulk_operations WHERE tenant_id = $1 AND status = ANY($2::text[])",
+            tenant_id,
+            [s.value for s in ACTIVE],
+        )
+        if active >= limit:
+            raise LimitReached(limit)
+        row = await conn.fetchrow(
+            "INSERT INTO bulk_operations (tenant_id, query) VALUES ($1, $2) RETURNING *",
+            tenant_id,
+            query,
+        )
+        await conn.execute(
+            "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3::jsonb)",
+            OPERATIONS_TOPIC,
+            str(tenant_id),
+            json.dumps({"operation_id": row["id"], "tenant_id": tenant_id}),
+        )
+        await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+    return Operation.from_row(row)
+
+
+async def get(conn: asyncpg.Connection, tenant_id: int, op_id: int) -> Operation | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM bulk_operations WHERE id = $1 AND tenant_id = $2", op_id, tenant_id
+    )
+    return None if row is None else Operation.from_row(row)
+
+
+async def load(conn: asyncpg.Connection, op_id: int) -> Operation | None:
+    """Any tenant's operation: for workers, never for the API."""
+    row = await conn.fetchrow("SELECT * FROM bulk_operations WHERE id = $1", op_id)
+    return None if row is None else Operation.from_row(row)
+
+
+async def current(conn: asyncpg.Connection, tenant_id: int) -> Operation | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM bulk_operations WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+        tenant_id,
+    )
+    return None if row is None else Operation.from_row(row)
+
+
+async def list_page(
+    conn: asyncpg.Connection,
+    tenant_id: int,
+    *,
+    limit: int,
+    after: tuple[datetime, int] | None = None,
+    statuses: list[str] | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+) -> list[Operation]:
+    """Newest first; ``after`` is the (created_at, id) of the last operation already seen."""
+    clauses, args = ["tenant_id = $1"], [tenant_id]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if after is not None:
+        clauses.append(f"(created_at, id) < ({arg(after[0])}, {arg(after[1])})")
+    if statuses:
+        clauses.append(f"status = ANY({arg(statuses)}::text[])")
+    if created_from is not None:
+        clauses.append(f"created_at >= {arg(created_from)}")
+    if created_to is not None:
+        clauses.append(f"created_at < {arg(created_to)}")
+    rows = await conn.fetch(
+        f"SELECT * FROM bulk_operations WHERE {' AND '.join(clauses)} "
+        f"ORDER BY created_at DESC, id DESC LIMIT {int(limit)}",
+        *args,
+    )
+    return [Operation.from_row(r) for r in rows]
+
+
+async def cancel(conn: asyncpg.Connection, tenant_id: int, op_id: int) -> Operation | None:
+    """CREATED -> CANCELED at once; RUNNING -> CANCELING (the worker finishes it). Returns None
+    if there is no such operation for this tenant; raises NotCancelable if it has ended."""
+    row = await conn.fetchrow(
+        """UPDATE bulk_operations
+              SET status = CASE status WHEN 'CREATED' THEN 'CANCELED' ELSE 'CANCELING' END,
+                  completed_at = CASE status WHEN 'CREATED' THEN clock_timestamp() END,
+                  updated_at = clock_timestamp()
+            WHERE id = $1 AND tenant_id = $2 AND status IN ('CREATED', 'RUNNING')
+        RETURNING *""",
+        op_id,
+        tenant_id,
+    )
+    if row is not None:
+        return Operation.from_row(row)
+    op = await get(conn, tenant_id, op_id)
+    if op is None:
+        return None
+    if op.status == Status.CANCELING:
+        return op  # already on its way: cancelling twice is harmless
+    raise NotCancelable(
+        f"the operation is {op.status.value}; only CREATED or RUNNING operations can be canceled"
+    )
+
+
+# -- the worker's transitions --------------------------------------------------------------
+
+
+async def start(conn: asyncpg.Connection, op_id: int) -> Operation | None:
+    """Take the operation for running (again, after a crash); None if it must not run."""
+    row = await conn.fetchrow(
+        """UPDATE bulk_operations
+              SET status = 'RUNNING', started_at = coalesce(started_at, clock_timestamp()),
+                  heartbeat_at = clock_timestamp(), updated_at = clock_timestamp(),
+                  attempts = attempts + 1
+            WHERE id = $1 AND status IN ('CREATED', 'RUNNING')
+        RETURNING *""",
+        op_id,
+    )
+    return None if row is None else Operation.from_row(row)
+
+
+async def record_start(
+    conn: asyncpg.Connection, op_id: int, expected: int, snapshot_at: datetime
+) -> None:
+    await conn.execute(
+        "UPDATE bulk_operations SET expected_object_count = $2, snapshot_at = $3 WHERE id = $1",
+        op_id,
+        expected,
+        snapshot_at,
+    )
+
+
+async def heartbeat(
+    conn: asyncpg.Connection, op_id: int, objects: int, roots: int, size: int
+) -> Status:
+    """Publish progress; return the status, so the worker sees a cancel request."""
+    status = await conn.fetchval(
+        """UPDATE bulk_operations
+              SET object_count = $2, root_object_count = $3, file_size = $4,
+                  heartbeat_at = clock_timestamp(), updated_at = clock_timestamp()
+            WHERE id = $1 RETURNING status""",
+        op_id,
+        objects,
+        roots,
+        size,
+    )
+    return Status(status)
+
+
+async def complete(
+    conn: asyncpg.Connection, op_id: int, *, objects: int, roots: int, size: int,
+    sha256: str | None, storage_url: str | None, ttl: timedelta,
+) -> Operation | None:  # fmt: skip
+    row = await conn.fetchrow(
+        """UPDATE bulk_operations
+              SET status = 'COMPLETED', completed_at = clock_timestamp(), updated_at = clock_timestamp(),
+                  object_count = $2, root_object_count = $3, file_size = $4, sha256 = $5,
+                  storage_url = $6, partial = false,
+                  url_expires_at = CASE WHEN $6::text IS NULL THEN NULL ELSE clock_timestamp() + $7::interval END
+            WHERE id = $1 AND status = 'RUNNING'
+        RETURNING *""",
+        op_id, objects, roots, size, sha256, storage_url, ttl,
+    )  # fmt: skip
+    return None if row is None else Operation.from_row(row)
+
+
+async def fail(
+    conn: asyncpg.Connection, op_id: int, code: ErrorCode, message: str, *, objects: int = 0,
+    roots: int = 0, size: int = 0, sha256: str | None = None, partial_url: str | None = None,
+    ttl: timedelta,
+) -> Operation | None:  # fmt: skip
+    row = await conn.fetchrow(
+        """UPDATE bulk_operations
+              SET status = 'FAILED', completed_at = clock_timestamp(), updated_at = clock_timestamp(),
+                  error_code = $2, error_message = $3, object_count = $4, root_object_count = $5,
+                  file_size = $6, sha256 = $7, storage_url = $8, partial = $8::text IS NOT NULL,
+                  url_expires_at = CASE WHEN $8::text IS NULL THEN NULL ELSE clock_timestamp() + $9::interval END
+            WHERE id = $1 AND status IN ('CREATED', 'RUNNING', 'CANCELING')
+        RETURNING *""",
+        op_id, code.value, message, objects, roots, size, sha256, partial_url, ttl,
+    )  # fmt: skip
+    return None if row is None else Operation.from_row(row)
+
+
+async def mark_canceled(conn: asyncpg.Connection, op_id: int) -> None:
+    await conn.execute(
+        """UPDATE bulk_operations
+              SET status = 'CANCELED', completed_at = clock_timestamp(), updated_at = clock_timestamp(),
+                  storage_url = NULL
+            WHERE id = $1 AND status IN ('CREATED', 'RUNNING', 'CANCELING')""",
+        op_id,
+    )
+
+
+async def expire_due(conn: asyncpg.Connection, limit: int = 100) -> list[Operation]:
+    """Claim results whose URL lifetime is over: COMPLETED -> EXPIRED, url dropped. The caller
+    deletes the objects (claimed rows are returned as they were before the update)."""
+    rows = await conn.fetch(
+        """WITH due AS (
+               SELECT * FROM bulk_operations
+                WHERE storage_url IS NOT NULL AND url_expires_at <= clock_timestamp()
+                ORDER BY url_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+           UPDATE bulk_operations b
+              SET status = CASE WHEN b.status = 'COMPLETED' THEN 'EXPIRED' ELSE b.status END,
+                  storage_url = NULL, updated_at = clock_timestamp()
+             FROM due WHERE b.id = due.id
+           RETURNING due.*""",
+        limit,
+    )
+    return [Operation.from_row(r) for r in rows]
