@@ -28,6 +28,10 @@ TEST_ENV = {
     "BULKOPS_DATABASE_URL": "postgresql://bulkops@127.0.0.1:55432/bulkops_test",
     "BULKOPS_REDIS_URL": "redis://127.0.0.1:56379/0",
     "BULKOPS_KAFKA_BOOTSTRAP": "127.0.0.1:29092",
+    "BULKOPS_BRIDGE_PORT": "28000",
+    "BULKOPS_PUBLIC_URL": "http://127.0.0.1:28000",
+    "BULKOPS_EXPIRE_EVERY_S": "1",
+    "BULKOPS_WORKER_CONCURRENCY": "2",
 }
 for _k, _v in TEST_ENV.items():
     os.environ.setdefault(_k, _v)
@@ -108,55 +112,59 @@ async def make_tenant(settings: Settings) -> AsyncIterator[TenantFactory]:
         await conn.close()
 
 
-class BridgeProcess:
-    """A real ``bulkops serve`` process tree on a test port."""
+class Background:
+    """A real ``bulkops <command>`` process tree, stopped with SIGTERM to its group."""
 
-    def __init__(self, port: int, workers: int) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+    def __init__(self, name: str, *args: str, ready_url: str | None = None) -> None:
+        self.name = name
+        log = ROOT / ".local" / "test" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bulkops.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-            ],
+            [sys.executable, "-m", "bulkops.cli", "-v", *args],
             cwd=ROOT,
             env=os.environ.copy(),
             stdout=subprocess.DEVNULL,
-            stderr=open(ROOT / ".local" / "test" / f"bridge-{port}.log", "wb"),  # noqa: SIM115
+            stderr=open(log, "ab"),  # noqa: SIM115
             start_new_session=True,
         )
-        self._wait_ready()
+        if ready_url:
+            self._wait_ready(ready_url)
 
-    def _wait_ready(self, timeout_s: float = 60) -> None:
+    def _wait_ready(self, url: str, timeout_s: float = 60) -> None:
         import time
         import urllib.request
 
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"bridge on {self.port} exited with {self.proc.returncode}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
             try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as resp:
+                with urllib.request.urlopen(url, timeout=1) as resp:
                     if resp.status == 200:
                         return
             except OSError:
                 time.sleep(0.2)
-        raise RuntimeError(f"bridge on {self.port} not ready after {timeout_s}s")
+        raise RuntimeError(f"{self.name} not ready after {timeout_s}s")
 
     def stop(self) -> None:
         import signal
 
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+            self.proc.wait(20)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+
+class BridgeProcess(Background):
+    def __init__(self, port: int, workers: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        super().__init__(f"bridge-{port}", "serve", "--port", str(port), "--workers", str(workers),
+                         ready_url=f"{self.url}/healthz")  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -177,3 +185,15 @@ def second_bridge(services: str) -> Iterator[BridgeProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def pipeline(bridge: BridgeProcess) -> Iterator[BridgeProcess]:
+    """The whole bulk path: Bridge, dispatcher (outbox relay + Kafka consumer), 2 workers."""
+    dispatcher = Background("dispatcher", "dispatcher")
+    workers = Background("workers", "worker", "--processes", "2")
+    try:
+        yield bridge
+    finally:
+        workers.stop()
+        dispatcher.stop()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pyarrow as pa
+
 from bulkops._native import JsonlEncoder as _NativeEncoder
 from bulkops._native import global_id as native_global_id
 from bulkops._native import version as native_version
@@ -24,5 +26,5 @@ class JsonlEncoder:
         self.spec = tuple(spec)
         self._native = _NativeEncoder(list(self.spec))
 
-    def encode(self, batch: object) -> bytes:
+    def encode(self, batch: pa.RecordBatch) -> bytes:
         return self._native.encode(batch)

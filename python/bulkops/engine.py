@@ -54,8 +54,15 @@ class ExportResult:
     location: Location | None  #: None when there were no rows
 
 
-def _prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """Iterate ``items`` in a background thread, ``depth`` ahead of the consumer."""
+def _prefetch(
+    items: Iterator[T], check: Callable[[], None], on_abandon: Callable[[], None], depth: int = 2
+) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, ``depth`` ahead of the consumer.
+
+    While waiting for the next item the consumer calls ``check()`` every 100 ms, so a cancel
+    is seen even while PostgreSQL is still sorting; if ``check`` raises (or the consumer stops
+    early) ``on_abandon()`` runs first, to unblock a producer stuck in a server-side read.
+    """
     q: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -68,19 +75,31 @@ def _prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
             q.put(("done", None))
         except BaseException as exc:  # handed to the consumer, re-raised there
             q.put(("error", exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # in this thread, which owns the generator: runs its cleanup now
 
     thread = threading.Thread(target=produce, name="bulkops-fetch", daemon=True)
     thread.start()
+    finished = False
     try:
         while True:
-            tag, value = q.get()
+            try:
+                tag, value = q.get(timeout=0.1)
+            except queue.Empty:
+                check()
+                continue
             if tag == "done":
+                finished = True
                 return
             if tag == "error":
                 raise value  # type: ignore[misc]
             yield value  # type: ignore[misc]
     finally:
         stop.set()
+        if not finished:
+            on_abandon()
         while thread.is_alive():  # unblock a producer waiting on a full queue
             try:
                 q.get_nowait()
@@ -107,18 +126,26 @@ def run_export(
     """
     sink = ObjectSink(location)
     progress = Progress()
+
+    def check() -> None:
+        reason = should_stop() if should_stop is not None else None
+        if reason == "cancel":
+            raise ExportCanceled
+        if reason is not None:
+            raise ExportStopped(reason)
+
     try:
         with Snapshot(database_url, batch_bytes) as snap:
             if on_start is not None:
-                on_start(sum(snap.count(cp.count_sql) for cp in plan.connections), snap.taken_at)
+                expected = 0
+                for cp in plan.connections:  # through _prefetch: a cancel interrupts counting too
+                    for batch in _prefetch(snap.batches(cp.count_sql), check, snap.cancel):
+                        expected += int(batch.column(0)[0].as_py())
+                on_start(expected, snap.taken_at)
             for conn_plan in plan.connections:
                 encoder = JsonlEncoder(conn_plan.spec)
-                for batch in _prefetch(snap.batches(conn_plan.sql)):
-                    reason = should_stop() if should_stop is not None else None
-                    if reason == "cancel":
-                        raise ExportCanceled
-                    if reason is not None:
-                        raise ExportStopped(reason)
+                for batch in _prefetch(snap.batches(conn_plan.sql), check, snap.cancel):
+                    check()
                     sink.write(encoder.encode(batch))
                     progress.object_count += batch.num_rows
                     if conn_plan.is_root:

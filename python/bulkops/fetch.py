@@ -8,6 +8,7 @@ about ``batch_bytes``, and memory stays bounded by the batch size, not the expor
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -29,30 +30,39 @@ class Snapshot:
             }
         )
         self.batch_bytes = batch_bytes
+        self._current: Any = None
         cur = self._conn.cursor()
         cur.execute("SELECT now() AS snapshot_at")  # pins the snapshot: first statement
         self.taken_at: datetime = cur.fetch_arrow_table().column(0)[0].as_py()
         cur.close()
 
+    def cancel(self) -> None:
+        """Cancel the statement in flight (callable from another thread: libpq's PQcancel)."""
+        cur = self._current
+        if cur is not None:
+            with contextlib.suppress(Exception):
+                cur.adbc_cancel()
+
     def batches(self, sql: str) -> Iterator[pa.RecordBatch]:
-        cur = self._conn.cursor()
+        cur = self._current = self._conn.cursor()
         cur.adbc_statement.set_options(
             **{"adbc.postgresql.batch_size_hint_bytes": str(self.batch_bytes)}
         )
+        finished = False
         try:
             cur.execute(sql)
             reader = cur.fetch_record_batch()
             yield from reader
+            finished = True
         finally:
-            cur.close()
-
-    def count(self, sql: str) -> int:
-        cur = self._conn.cursor()
-        try:
-            cur.execute(sql)
-            return int(cur.fetch_arrow_table().column(0)[0].as_py())
-        finally:
-            cur.close()
+            if not finished:
+                # Stopped early (cancel, limit, error): cancel the COPY on the server, or
+                # closing would first drain every remaining row from the socket.
+                with contextlib.suppress(Exception):
+                    cur.adbc_cancel()
+            with contextlib.suppress(Exception):
+                cur.close()
+            self._current = None
 
     def close(self) -> None:
         try:

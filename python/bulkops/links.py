@@ -8,6 +8,7 @@ results are served by the Bridge at ``/downloads/<token>``, where the token is a
 from __future__ import annotations
 
 import json
+import math
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -29,7 +30,11 @@ def result_url(op: Operation, settings: Settings, secret: bytes) -> str | None:
     if remaining <= timedelta(0):
         return None
     if op.storage_url.startswith("s3://"):
-        return sign_get(locate(op.storage_url, settings), remaining)
+        # whole seconds: the signature's date is truncated to the second, so round up
+        return sign_get(
+            locate(op.storage_url, settings),
+            timedelta(seconds=math.ceil(remaining.total_seconds())),
+        )
     payload = json.dumps(
         {"o": op.id, "t": op.tenant_id, "e": int(op.url_expires_at.timestamp())},
         separators=(",", ":"),

@@ -241,8 +241,9 @@ async def record_start(
 
 async def heartbeat(
     conn: asyncpg.Connection, op_id: int, objects: int, roots: int, size: int
-) -> Status:
-    """Publish progress; return the status, so the worker sees a cancel request."""
+) -> Status | None:
+    """Publish progress; return the status (None if the operation was deleted, e.g. with its
+    tenant), so the worker sees a cancel request."""
     status = await conn.fetchval(
         """UPDATE bulk_operations
               SET object_count = $2, root_object_count = $3, file_size = $4,
@@ -253,7 +254,7 @@ async def heartbeat(
         roots,
         size,
     )
-    return Status(status)
+    return None if status is None else Status(status)
 
 
 async def complete(

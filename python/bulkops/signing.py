@@ -63,6 +63,9 @@ def unsign(key: bytes, token: str, purpose: str) -> bytes:
         payload, mac = _unb64(payload_text), _unb64(mac_text)
     except (ValueError, TypeError):
         raise BadSignature("malformed") from None
+    # base64 is malleable in its last character's unused bits: accept only the canonical form
+    if _b64(payload) != payload_text or _b64(mac) != mac_text:
+        raise BadSignature("malformed")
     want = hmac.new(key, purpose.encode() + b"\x00" + payload, hashlib.sha256).digest()[:_MAC_BYTES]
     if not hmac.compare_digest(mac, want):
         raise BadSignature("bad signature")

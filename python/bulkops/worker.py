@@ -86,7 +86,7 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
             status = await operations.heartbeat(
                 conn, op_id, progress.object_count, progress.root_object_count, progress.file_size
             )
-        if status == Status.CANCELING:
+        if status in (Status.CANCELING, None):  # None: deleted along with its tenant
             stop_reason[0] = "cancel"
         elif time.monotonic() > deadline:
             stop_reason[0] = "timeout"
