@@ -38,14 +38,22 @@ demo: build
 	  if echo "$$out" | grep -q '"created": true'; then \
 	    $(BULKOPS) -v seed --tenant demo --streams $(STREAMS) --sessions $(SESSIONS) \
 	      --clips $$(( $(STREAMS) * 5 )) --audit-events 20000 --usage-records 5000; \
-	  else echo "tenant demo exists: not seeding again (bulkops seed --tenant demo adds rows)"; fi; \
-	  token=$$(echo "$$out" | $(PY) -c 'import json,sys; print(json.load(sys.stdin)["token"])'); \
-	  echo; echo "== bulkops demo is up =="; $(BULKOPS) services status; echo; \
-	  echo "demo tenant token (also in .local/demo-tenant.json): $$token"; \
-	  echo "next:"; \
-	  echo "  $(BULKOPS) run-query --tenant demo --query bench/queries/viewer_sessions.graphql --out file://$$PWD/.local/exports/demo.jsonl"; \
-	  echo "  make test        # the suite, on its own services and ports"; \
-	  echo "  $(BULKOPS) services down"
+	  else echo "tenant demo exists: not seeding again (bulkops seed --tenant demo adds rows)"; fi
+	$(BULKOPS) services up bridge dispatcher worker
+	@token=$$($(PY) -c 'import json; print(json.load(open(".local/demo-tenant.json"))["token"])'); \
+	  url=http://127.0.0.1:$${BULKOPS_BRIDGE_PORT:-8000}; \
+	  echo; echo "== bulkops is up =="; $(BULKOPS) services status; echo; \
+	  echo "GraphiQL:  $$url/graphql"; \
+	  echo "token:     $$token   (also in .local/demo-tenant.json; shown once)"; echo; \
+	  echo "A page of the sync API:"; \
+	  echo "  curl -s $$url/graphql -H 'Authorization: Bearer $$token' -H 'Content-Type: application/json' \\"; \
+	  echo "    -d '{\"query\": \"{ viewerSessionsConnection(page: {first: 3}) { totalCount nodes { id connectedAt city } } }\"}'"; echo; \
+	  echo "A bulk export of every viewer session ($(SESSIONS)) through the API, with progress and checksum:"; \
+	  echo "  cat bench/queries/viewer_sessions.graphql"; \
+	  echo "  $(BULKOPS) export --query bench/queries/viewer_sessions.graphql --out sessions.jsonl --token $$token"; echo; \
+	  echo "The same query straight through the engine:"; \
+	  echo "  $(BULKOPS) run-query --tenant demo --query bench/queries/viewer_sessions.graphql --out file://$$PWD/.local/exports/demo.jsonl"; echo; \
+	  echo "Stop everything: $(BULKOPS) services down"
 
 test: build
 	$(PY) -m pytest tests
@@ -62,12 +70,15 @@ format: install
 	$(VENV)/bin/ruff check --fix python server tests bench
 	cargo fmt
 
+# The benchmarks bring up their own postgres+redis (.local/bench, ports 57xxx) and seed 1M and
+# 5M viewer sessions once (BENCH_LARGE=0 skips the 5M tenant, BENCH_EXPERIMENTS=0 the variants).
 bench: build
-	$(PY) -m pytest bench --benchmark-enable --benchmark-columns=min,median,ops -p no:randomly
+	$(PY) -m pytest bench --benchmark-enable -s --benchmark-columns=min,median,ops -p no:randomly
 
 services-down: install
 	$(BULKOPS) services down
-	BULKOPS_HOME=.local/test $(BULKOPS) services down || true
+	BULKOPS_HOME=.local/test BULKOPS_PG_PORT=55432 BULKOPS_REDIS_PORT=56379 BULKOPS_KAFKA_PORT=29092 \
+	  BULKOPS_KAFKA_CONTROLLER_PORT=29093 BULKOPS_S3_PORT=28080 $(BULKOPS) services down || true
 
 clean:
 	rm -rf target $(VENV)

@@ -43,8 +43,9 @@ class JsonlEncoder:
       written in UTC). Always ``"YYYY-MM-DDTHH:MM:SS.ffffffZ"``, nanoseconds floored to
       microseconds. Only years 0001-9999 can be written.
     - ``"date"``: date32 or date64. ``"YYYY-MM-DD"``, years 0001-9999.
-    - ``"json"``: utf8 or large_utf8 (including the ``arrow.json`` extension type) holding
-      JSON text, which is embedded as is, without checking; an empty string becomes ``null``.
+    - ``"json"``: utf8, large_utf8 or utf8_view (including the ``arrow.json`` extension type)
+      holding JSON text, which is embedded as is, without checking; an empty string becomes
+      ``null``.
 
     Args:
         fields: ``(key, kind, extra)`` per column, positionally: field ``i`` describes column

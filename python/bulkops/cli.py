@@ -70,12 +70,17 @@ def services() -> None:
     """Local PostgreSQL, Redis, Kafka and s3proxy, kept under $BULKOPS_HOME (.local/)."""
 
 
+_INFRA = ("postgres", "redis", "kafka", "s3proxy")
+
+
 def _service_action(action: str, names: tuple[str, ...]) -> None:
     from bulkops.services import ServiceError, by_name
 
     settings = config.load()
     try:
-        targets = by_name(settings, names)
+        targets = by_name(settings, names, with_apps=action != "up")
+        if action == "status":
+            targets = [t for t in targets if names or t.name in _INFRA or t.pid() is not None]
         if action == "down":
             targets = list(reversed(targets))
         for svc in targets:
@@ -91,14 +96,17 @@ def _service_action(action: str, names: tuple[str, ...]) -> None:
 @services.command("up")
 @click.argument("names", nargs=-1)
 def services_up(names: tuple[str, ...]) -> None:
-    """Install if missing, start, and wait until each service answers. Idempotent."""
+    """Install if missing, start, and wait until each service answers. Idempotent.
+
+    Without NAMES: postgres, redis, kafka, s3proxy. bulkops' own processes start when named:
+    bridge, dispatcher, worker."""
     _service_action("up", names)
 
 
 @services.command("down")
 @click.argument("names", nargs=-1)
 def services_down(names: tuple[str, ...]) -> None:
-    """Stop the services this command started (by pid)."""
+    """Stop the services this command started (by pid); all of them without NAMES."""
     _service_action("down", names)
 
 
