@@ -32,6 +32,7 @@ TEST_ENV = {
     "BULKOPS_PUBLIC_URL": "http://127.0.0.1:28000",
     "BULKOPS_EXPIRE_EVERY_S": "1",
     "BULKOPS_WORKER_CONCURRENCY": "2",
+    "BULKOPS_STALE_AFTER_S": "3",
 }
 for _k, _v in TEST_ENV.items():
     os.environ.setdefault(_k, _v)

@@ -293,7 +293,7 @@ async def test_cancel_is_fast_and_frees_the_slot(pipeline: BridgeProcess, tenant
     assert done["status"] == "CANCELED" and elapsed < 2.0, (done["status"], elapsed)
     assert done["url"] is None and done["partialDataUrl"] is None
     pk = int(base64.b64decode(op_id).decode().split(":")[1])
-    assert not (settings.home / "exports" / str(big["id"]) / f"{pk}.jsonl").exists()
+    assert not list((settings.home / "exports" / str(big["id"])).glob(f"{pk}-*.jsonl"))
     again = (await api(CANCEL, id=op_id))["bulkOperationCancel"]
     assert (
         again["userErrors"][0]["code"] == "INVALID"
@@ -374,8 +374,9 @@ async def test_results_expire(pipeline: BridgeProcess, tenants: dict[str, Any], 
         (await api.run("{ streamsConnection { nodes { id } } }"))["bulkOperation"]["id"]
     )
     pk = int(base64.b64decode(op["id"]).decode().split(":")[1])
-    path = settings.home / "exports" / str(tenants["a"]["id"]) / f"{pk}.jsonl"
-    assert path.exists()
+    storage_url = await db.fetchval("SELECT storage_url FROM bulk_operations WHERE id = $1", pk)
+    path = Path(storage_url.removeprefix("file://"))
+    assert path.exists() and path.is_relative_to(settings.home / "exports" / str(tenants["a"]["id"]))
     await db.execute(
         "UPDATE bulk_operations SET url_expires_at = now() - interval '1 second' WHERE id = $1", pk
     )

@@ -49,6 +49,8 @@ class Settings:
     max_run_s: int
     expire_every_s: int
     worker_concurrency: int
+    stale_after_s: int
+    max_attempts: int
     public_url: str
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -89,5 +91,7 @@ def load() -> Settings:
         max_run_s=_env_int("MAX_RUN_S", 24 * 3600),
         expire_every_s=_env_int("EXPIRE_EVERY_S", 60),
         worker_concurrency=_env_int("WORKER_CONCURRENCY", 2),
+        stale_after_s=_env_int("STALE_AFTER_S", 30),
+        max_attempts=_env_int("MAX_ATTEMPTS", 3),
         public_url=_env("PUBLIC_URL", f"http://127.0.0.1:{bridge_port}"),
     )

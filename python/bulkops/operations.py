@@ -80,6 +80,7 @@ class Operation:
     partial: bool
     url_expires_at: datetime | None
     snapshot_at: datetime | None
+    worker_id: str | None  #: host:pid of the worker running the latest attempt
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Operation:
@@ -214,52 +215,60 @@ async def cancel(conn: asyncpg.Connection, tenant_id: int, op_id: int) -> Operat
 # -- the worker's transitions --------------------------------------------------------------
 
 
-async def start(conn: asyncpg.Connection, op_id: int) -> Operation | None:
+async def start(conn: asyncpg.Connection, op_id: int, worker_id: str) -> Operation | None:
     """Take the operation for running (again, after a crash); None if it must not run."""
     row = await conn.fetchrow(
         """UPDATE bulk_operations
               SET status = 'RUNNING', started_at = coalesce(started_at, clock_timestamp()),
                   heartbeat_at = clock_timestamp(), updated_at = clock_timestamp(),
-                  attempts = attempts + 1
+                  attempts = attempts + 1, worker_id = $2
             WHERE id = $1 AND status IN ('CREATED', 'RUNNING')
         RETURNING *""",
         op_id,
+        worker_id,
     )
     return None if row is None else Operation.from_row(row)
 
 
+# Transitions made by a worker carry its ``attempt``: if the reaper has handed the operation
+# to a newer attempt (the worker looked dead), the old worker's writes match no row.
+
+
 async def record_start(
-    conn: asyncpg.Connection, op_id: int, expected: int, snapshot_at: datetime
+    conn: asyncpg.Connection, op_id: int, expected: int, snapshot_at: datetime, attempt: int
 ) -> None:
     await conn.execute(
-        "UPDATE bulk_operations SET expected_object_count = $2, snapshot_at = $3 WHERE id = $1",
+        """UPDATE bulk_operations SET expected_object_count = $2, snapshot_at = $3
+            WHERE id = $1 AND attempts = $4""",
         op_id,
         expected,
         snapshot_at,
+        attempt,
     )
 
 
 async def heartbeat(
-    conn: asyncpg.Connection, op_id: int, objects: int, roots: int, size: int
+    conn: asyncpg.Connection, op_id: int, objects: int, roots: int, size: int, attempt: int
 ) -> Status | None:
-    """Publish progress; return the status (None if the operation was deleted, e.g. with its
-    tenant), so the worker sees a cancel request."""
+    """Publish progress and prove this worker is alive; return the status, so the worker sees
+    a cancel request (None: the operation was deleted or taken over by a newer attempt)."""
     status = await conn.fetchval(
         """UPDATE bulk_operations
               SET object_count = $2, root_object_count = $3, file_size = $4,
                   heartbeat_at = clock_timestamp(), updated_at = clock_timestamp()
-            WHERE id = $1 RETURNING status""",
+            WHERE id = $1 AND attempts = $5 RETURNING status""",
         op_id,
         objects,
         roots,
         size,
+        attempt,
     )
     return None if status is None else Status(status)
 
 
 async def complete(
     conn: asyncpg.Connection, op_id: int, *, objects: int, roots: int, size: int,
-    sha256: str | None, storage_url: str | None, ttl: timedelta,
+    sha256: str | None, storage_url: str | None, ttl: timedelta, attempt: int,
 ) -> Operation | None:  # fmt: skip
     row = await conn.fetchrow(
         """UPDATE bulk_operations
@@ -267,9 +276,9 @@ async def complete(
                   object_count = $2, root_object_count = $3, file_size = $4, sha256 = $5,
                   storage_url = $6, partial = false,
                   url_expires_at = CASE WHEN $6::text IS NULL THEN NULL ELSE clock_timestamp() + $7::interval END
-            WHERE id = $1 AND status = 'RUNNING'
+            WHERE id = $1 AND status = 'RUNNING' AND attempts = $8
         RETURNING *""",
-        op_id, objects, roots, size, sha256, storage_url, ttl,
+        op_id, objects, roots, size, sha256, storage_url, ttl, attempt,
     )  # fmt: skip
     return None if row is None else Operation.from_row(row)
 
@@ -277,8 +286,9 @@ async def complete(
 async def fail(
     conn: asyncpg.Connection, op_id: int, code: ErrorCode, message: str, *, objects: int = 0,
     roots: int = 0, size: int = 0, sha256: str | None = None, partial_url: str | None = None,
-    ttl: timedelta,
+    ttl: timedelta, attempt: int | None = None,
 ) -> Operation | None:  # fmt: skip
+    """FAILED; ``attempt`` fences a worker, None is the reaper's final word."""
     row = await conn.fetchrow(
         """UPDATE bulk_operations
               SET status = 'FAILED', completed_at = clock_timestamp(), updated_at = clock_timestamp(),
@@ -286,20 +296,46 @@ async def fail(
                   file_size = $6, sha256 = $7, storage_url = $8, partial = $8::text IS NOT NULL,
                   url_expires_at = CASE WHEN $8::text IS NULL THEN NULL ELSE clock_timestamp() + $9::interval END
             WHERE id = $1 AND status IN ('CREATED', 'RUNNING', 'CANCELING')
+              AND ($10::int IS NULL OR attempts = $10)
         RETURNING *""",
-        op_id, code.value, message, objects, roots, size, sha256, partial_url, ttl,
+        op_id, code.value, message, objects, roots, size, sha256, partial_url, ttl, attempt,
     )  # fmt: skip
     return None if row is None else Operation.from_row(row)
 
 
-async def mark_canceled(conn: asyncpg.Connection, op_id: int) -> None:
+async def mark_canceled(conn: asyncpg.Connection, op_id: int, attempt: int | None = None) -> None:
     await conn.execute(
         """UPDATE bulk_operations
               SET status = 'CANCELED', completed_at = clock_timestamp(), updated_at = clock_timestamp(),
                   storage_url = NULL
-            WHERE id = $1 AND status IN ('CREATED', 'RUNNING', 'CANCELING')""",
+            WHERE id = $1 AND status IN ('CREATED', 'RUNNING', 'CANCELING')
+              AND ($2::int IS NULL OR attempts = $2)""",
         op_id,
+        attempt,
     )
+
+
+async def stale(
+    conn: asyncpg.Connection, stale_after_s: float, limit: int = 100
+) -> list[Operation]:
+    """Operations whose worker vanished (no heartbeat for ``stale_after_s``), and CREATED ones
+    that no worker picked up in that time (a job lost with Redis, say). Each is claimed by
+    bumping its heartbeat, so concurrent reapers never act on the same one twice."""
+    rows = await conn.fetch(
+        """WITH due AS (
+               SELECT id FROM bulk_operations
+                WHERE (status IN ('RUNNING', 'CANCELING')
+                       AND heartbeat_at < clock_timestamp() - make_interval(secs => $1))
+                   OR (status = 'CREATED'
+                       AND coalesce(heartbeat_at, created_at) < clock_timestamp() - make_interval(secs => $1))
+                ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+           UPDATE bulk_operations b SET heartbeat_at = clock_timestamp()
+             FROM due WHERE b.id = due.id
+           RETURNING b.*""",
+        float(stale_after_s),
+        limit,
+    )
+    return [Operation.from_row(r) for r in rows]
 
 
 async def expire_due(conn: asyncpg.Connection, limit: int = 100) -> list[Operation]:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from bulkops import operations
 from bulkops.bulkquery import BulkQueryError, parse_bulk_query
 from bulkops.config import Settings
 from bulkops.engine import ExportCanceled, ExportStopped, FileTooLarge, Progress, run_export
-from bulkops.intake import RUN_JOB, redis_settings
+from bulkops.intake import RUN_JOB, job_id, redis_settings
 from bulkops.operations import ErrorCode, Status
 from bulkops.planner import plan
 from bulkops.storage import delete, join, locate
@@ -36,7 +37,8 @@ PROGRESS_EVERY_S = 0.5
 
 
 def object_url(settings: Settings, op: operations.Operation) -> str:
-    return join(settings.storage_url, f"{op.tenant_id}/{op.id}.jsonl")
+    # one object per attempt: a worker that was given up on can never overwrite its successor
+    return join(settings.storage_url, f"{op.tenant_id}/{op.id}-{op.attempts}.jsonl")
 
 
 async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
@@ -44,18 +46,21 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
     pool: asyncpg.Pool = ctx["pool"]
     ttl = timedelta(seconds=settings.url_ttl_s)
     async with pool.acquire() as conn:
-        op = await operations.start(conn, op_id)
+        op = await operations.start(conn, op_id, f"{socket.gethostname()}:{os.getpid()}")
         if op is None:
             current = await operations.load(conn, op_id)
             if current is not None and current.status == Status.CANCELING:
                 await operations.mark_canceled(conn, op_id)
                 return "canceled before start"
             return f"not runnable ({current.status if current else 'missing'})"
+    attempt = op.attempts
     try:
         the_plan = plan(parse_bulk_query(op.query), op.tenant_id)
     except BulkQueryError as exc:  # validated at submission; only a schema change gets here
         async with pool.acquire() as conn:
-            await operations.fail(conn, op_id, ErrorCode.INVALID_QUERY, str(exc), ttl=ttl)
+            await operations.fail(
+                conn, op_id, ErrorCode.INVALID_QUERY, str(exc), ttl=ttl, attempt=attempt
+            )
         return "invalid"
 
     url = object_url(settings, op)
@@ -77,19 +82,27 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
         max_file_bytes=settings.max_file_bytes,
     ))  # fmt: skip
     recorded_start = False
-    while not export.done():
-        await asyncio.wait({export}, timeout=PROGRESS_EVERY_S)
-        async with pool.acquire() as conn:
-            if started and not recorded_start:
-                await operations.record_start(conn, op_id, started["expected"], started["at"])
-                recorded_start = True
-            status = await operations.heartbeat(
-                conn, op_id, progress.object_count, progress.root_object_count, progress.file_size
-            )
-        if status in (Status.CANCELING, None):  # None: deleted along with its tenant
-            stop_reason[0] = "cancel"
-        elif time.monotonic() > deadline:
-            stop_reason[0] = "timeout"
+    try:
+        while not export.done():
+            await asyncio.wait({export}, timeout=PROGRESS_EVERY_S)
+            async with pool.acquire() as conn:
+                if started and not recorded_start:
+                    await operations.record_start(
+                        conn, op_id, started["expected"], started["at"], attempt
+                    )
+                    recorded_start = True
+                status = await operations.heartbeat(
+                    conn, op_id, progress.object_count, progress.root_object_count,
+                    progress.file_size, attempt,
+                )  # fmt: skip
+            # None: deleted with its tenant, or handed to a newer attempt
+            if status is None or status == Status.CANCELING:
+                stop_reason[0] = "cancel"
+            elif time.monotonic() > deadline:
+                stop_reason[0] = "timeout"
+    except asyncio.CancelledError:  # worker shutdown: stop the export thread, let arq retry
+        stop_reason[0] = "cancel"
+        raise
 
     partial = url if progress.file_size else None
     counts: dict[str, Any] = {
@@ -101,40 +114,71 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
         try:
             result = export.result()
         except ExportCanceled:
-            await operations.mark_canceled(conn, op_id)
+            await operations.mark_canceled(conn, op_id, attempt)
             return "canceled"
         except ExportStopped:
             await operations.fail(
                 conn, op_id, ErrorCode.TIMEOUT,
                 f"the operation ran longer than the limit of {settings.max_run_s}s; "
                 "the lines written so far are at partialDataUrl",
-                partial_url=partial, ttl=ttl, **counts,
+                partial_url=partial, ttl=ttl, attempt=attempt, **counts,
             )  # fmt: skip
             return "timeout"
         except FileTooLarge as exc:
             await operations.fail(conn, op_id, ErrorCode.FILE_TOO_LARGE,
                                   f"{exc}; narrow the query (e.g. timeRange) or split it",
-                                  partial_url=partial, ttl=ttl, **counts)  # fmt: skip
+                                  partial_url=partial, ttl=ttl, attempt=attempt, **counts)  # fmt: skip
             return "too large"
         except Exception as exc:
             log.exception("operation %d failed", op_id)
             await operations.fail(
                 conn, op_id, ErrorCode.INTERNAL_SERVER_ERROR,
                 f"the export stopped: {exc.__class__.__name__}: {str(exc)[:300]}",
-                partial_url=partial, ttl=ttl, **counts,
+                partial_url=partial, ttl=ttl, attempt=attempt, **counts,
             )  # fmt: skip
             return "failed"
         done = await operations.complete(
             conn, op_id, objects=result.object_count, roots=result.root_object_count,
             size=result.file_size, sha256=result.sha256,
-            storage_url=url if result.location is not None else None, ttl=ttl,
+            storage_url=url if result.location is not None else None, ttl=ttl, attempt=attempt,
         )  # fmt: skip
-        if done is None:  # canceled at the very end: the cancel wins, the file goes
+        if done is None:  # canceled at the very end (the cancel wins) or superseded
             if result.location is not None:
                 delete(location)
-            await operations.mark_canceled(conn, op_id)
+            await operations.mark_canceled(conn, op_id, attempt)
             return "canceled"
     return "completed"
+
+
+async def reap_stale(ctx: dict[str, Any]) -> int:
+    """Operations whose worker vanished (kill -9, a lost machine) run again, up to
+    BULKOPS_MAX_ATTEMPTS; then they FAIL with INTERNAL_SERVER_ERROR. Nothing stays RUNNING
+    or CANCELING forever."""
+    settings: Settings = ctx["settings"]
+    ttl = timedelta(seconds=settings.url_ttl_s)
+    async with ctx["pool"].acquire() as conn:
+        due = await operations.stale(conn, settings.stale_after_s)
+        for op in due:
+            if op.status == Status.CANCELING:
+                await operations.mark_canceled(conn, op.id)
+            elif op.status == Status.RUNNING and op.attempts >= settings.max_attempts:
+                await operations.fail(
+                    conn, op.id, ErrorCode.INTERNAL_SERVER_ERROR,
+                    f"the worker running this operation stopped responding {op.attempts} times; "
+                    "giving up (submit it again, perhaps with a narrower timeRange)",
+                    objects=op.object_count, roots=op.root_object_count, ttl=ttl,
+                )  # fmt: skip
+            else:  # RUNNING with a dead worker, or CREATED and never picked up
+                suffix = f":retry{op.attempts}" if op.status == Status.RUNNING else ""
+                await ctx["redis"].enqueue_job(RUN_JOB, op.id, _job_id=f"{job_id(op.id)}{suffix}")
+                log.warning("operation %d (%s, attempt %d) had no live worker: re-enqueued",
+                            op.id, op.status, op.attempts)  # fmt: skip
+    return len(due)
+
+
+async def maintenance(ctx: dict[str, Any]) -> None:
+    await reap_stale(ctx)
+    await expire_results(ctx)
 
 
 async def expire_results(ctx: dict[str, Any]) -> int:
@@ -166,7 +210,7 @@ def build_worker(settings: Settings, *, burst: bool = False) -> Worker:
     seconds = set(range(0, 60, every)) if every < 60 else {0}
     return Worker(
         functions=[func(run_bulk_operation, name=RUN_JOB, max_tries=3)],
-        cron_jobs=[cron(expire_results, second=seconds, run_at_startup=True)],
+        cron_jobs=[cron(maintenance, second=seconds, run_at_startup=True)],
         redis_settings=redis_settings(settings),
         ctx={"settings": settings},
         on_startup=_startup,
@@ -185,17 +229,26 @@ def run_workers(settings: Settings, processes: int) -> None:
     if processes == 1:
         build_worker(settings).run()
         return
-    children = [
-        subprocess.Popen([sys.executable, "-m", "bulkops.cli", "worker", "--processes", "1"])
-        for _ in range(processes)
-    ]
+    argv = [sys.executable, "-m", "bulkops.cli", "worker", "--processes", "1"]
+    children = [subprocess.Popen(argv) for _ in range(processes)]
+    stopping = False
 
     def forward(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
         for c in children:
             if c.poll() is None:
                 c.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    # Supervise: a worker that dies (OOM kill, kill -9) is replaced; its operation is picked
+    # up again by the reaper once its heartbeat goes stale.
+    while not stopping:
+        for i, c in enumerate(children):
+            if c.poll() is not None and not stopping:
+                log.warning("worker pid %d exited with %s; starting another", c.pid, c.returncode)
+                children[i] = subprocess.Popen(argv)
+        time.sleep(0.5)
     codes = [c.wait() for c in children]
     os._exit(max(codes))

@@ -913,6 +913,46 @@ mod tests {
     }
 
     #[test]
+    fn floats_round_trip_from_random_bits() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut f64s = Vec::new();
+        let mut f32s = Vec::new();
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            f64s.push(f64::from_bits(x));
+            f32s.push(f32::from_bits(x as u32));
+        }
+        let out = one("float", None, Arc::new(Float64Array::from(f64s.clone())));
+        for (line, v) in out.lines().zip(&f64s) {
+            let text = &line[5..line.len() - 1];
+            if v.is_finite() {
+                assert_eq!(
+                    text.parse::<f64>().unwrap().to_bits(),
+                    v.to_bits(),
+                    "{line}"
+                );
+            } else {
+                assert_eq!(text, "null");
+            }
+        }
+        let out = one("float", None, Arc::new(Float32Array::from(f32s.clone())));
+        for (line, v) in out.lines().zip(&f32s) {
+            let text = &line[5..line.len() - 1];
+            if v.is_finite() {
+                assert_eq!(
+                    text.parse::<f32>().unwrap().to_bits(),
+                    v.to_bits(),
+                    "{line}"
+                );
+            } else {
+                assert_eq!(text, "null");
+            }
+        }
+    }
+
+    #[test]
     fn strings_all_layouts() {
         let values = vec![
             Some("plain"),

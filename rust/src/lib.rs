@@ -6,7 +6,7 @@
 
 mod escape;
 mod globalid;
-pub mod jsonl;
+mod jsonl;
 mod sink;
 mod timefmt;
 
@@ -15,7 +15,6 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use pyo3_arrow::PyRecordBatch;
 
-pub use globalid::global_id as encode_global_id;
 pub use jsonl::{EncodeError, FieldKind, FieldSpec, JsonlEncoder, SpecError};
 
 /// Encodes Arrow record batches as JSON Lines (see `_native.pyi`).
@@ -68,7 +67,7 @@ impl PyJsonlEncoder {
 #[pyfunction]
 #[pyo3(signature = (type_name, id, /))]
 fn global_id(type_name: &str, id: i64) -> String {
-    encode_global_id(type_name, id)
+    globalid::global_id(type_name, id)
 }
 
 /// Version of the native extension.

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 import asyncpg
 from graphql import GraphQLError, parse
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sanic import Request, Sanic, response
 from sanic.exceptions import NotFound, PayloadTooLarge, RangeNotSatisfiable, SanicException
 from sanic.handlers import ContentRangeHandler
@@ -146,9 +147,15 @@ async def graphql_gate(request: Request) -> HTTPResponse | None:
                 QUERY_TOO_COMPLEX,
             )
         units = cost.units
-    decision = await app.ctx.limiter.charge(
-        principal.tenant_id, principal.rate_limit_per_minute, principal.rate_limit_burst, units
-    )
+    try:
+        decision = await app.ctx.limiter.charge(
+            principal.tenant_id, principal.rate_limit_per_minute, principal.rate_limit_burst, units
+        )
+    except (RedisError, OSError) as exc:
+        # Fail open: an outage of the limiter's store must not take the API down with it.
+        log.warning("rate limiter unavailable (%s); allowing the request", exc.__class__.__name__)
+        request.ctx.rate_headers = {"X-RateLimit-Status": "unavailable"}
+        return None
     request.ctx.rate_headers = decision.headers()
     if not decision.allowed:
         app.ctx.metrics.rate_limited += 1
