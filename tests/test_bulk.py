@@ -376,7 +376,9 @@ async def test_results_expire(pipeline: BridgeProcess, tenants: dict[str, Any], 
     pk = int(base64.b64decode(op["id"]).decode().split(":")[1])
     storage_url = await db.fetchval("SELECT storage_url FROM bulk_operations WHERE id = $1", pk)
     path = Path(storage_url.removeprefix("file://"))
-    assert path.exists() and path.is_relative_to(settings.home / "exports" / str(tenants["a"]["id"]))
+    assert path.exists() and path.is_relative_to(
+        settings.home / "exports" / str(tenants["a"]["id"])
+    )
     await db.execute(
         "UPDATE bulk_operations SET url_expires_at = now() - interval '1 second' WHERE id = $1", pk
     )

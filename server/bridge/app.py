@@ -111,8 +111,10 @@ async def graphql_gate(request: Request) -> HTTPResponse | None:
         return http_error(413, f"the request body is larger than {limit} bytes", PAYLOAD_TOO_LARGE)
     try:
         body = json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError):
-        return http_error(400, "the request body is not valid JSON", BAD_REQUEST)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return http_error(
+            400, "the request body is not valid JSON (or nested too deeply)", BAD_REQUEST
+        )
     if not isinstance(body, dict) or not isinstance(body.get("query"), str):
         return http_error(400, 'the body must be a JSON object with a "query" string', BAD_REQUEST)
     variables = body.get("variables") or {}
@@ -231,7 +233,14 @@ def create_app(settings: Settings | None = None) -> Sanic:
         return await graphql_gate(request)
 
     @app.on_response
-    async def finish(request: Request, resp: HTTPResponse) -> None:
+    async def finish(request: Request, resp: HTTPResponse) -> HTTPResponse | None:
+        if (
+            request.path == "/graphql"
+            and resp.status >= 400
+            and (resp.content_type or "").startswith("text/plain")
+        ):  # Strawberry answers some bad requests in plain text: give them the coded shape
+            message = (resp.body or b"bad request").decode("utf-8", "replace")
+            resp = http_error(resp.status, message, BAD_REQUEST)
         for k, v in getattr(request.ctx, "rate_headers", {}).items():
             resp.headers.setdefault(k, v)
         started = getattr(request.ctx, "started", None)
@@ -240,6 +249,7 @@ def create_app(settings: Settings | None = None) -> Sanic:
                 request.path if request.path in ("/graphql", "/healthz", "/metrics") else "other"
             )
             app.ctx.metrics.observe(route, resp.status, time.perf_counter() - started)
+        return resp
 
     app.add_route(
         BridgeView.as_view(schema=schema, graphql_ide="graphiql", allow_queries_via_get=False),
