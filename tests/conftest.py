@@ -33,6 +33,7 @@ TEST_ENV = {
     "BULKOPS_EXPIRE_EVERY_S": "1",
     "BULKOPS_WORKER_CONCURRENCY": "2",
     "BULKOPS_STALE_AFTER_S": "3",
+    "BULKOPS_SEGMENT_BYTES": str(4 * 1024 * 1024),
 }
 for _k, _v in TEST_ENV.items():
     os.environ.setdefault(_k, _v)

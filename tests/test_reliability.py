@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
+import re
 import signal
 import time
 import uuid
@@ -19,7 +21,7 @@ from bulkops.config import Settings
 from bulkops.seed import SeedPlan, seed
 from bulkops.storage import locate
 from bulkops.tenants import create_tenant
-from tests.conftest import BridgeProcess, bulkops_cli
+from tests.conftest import ROOT, BridgeProcess, bulkops_cli
 from tests.reference import all_fields_query
 from tests.test_bulk import Api
 
@@ -78,9 +80,18 @@ async def test_worker_killed_mid_export_is_retried_to_an_identical_file(
     assert undisturbed["status"] == "COMPLETED"
 
     op_id = (await api.run(q))["bulkOperation"]["id"]
-    row = await _wait_status(db, _pk(op_id), {"RUNNING"})
+    pk = _pk(op_id)
+    await _wait_status(db, pk, {"RUNNING"})
+    for _ in range(600):  # until a part is durable and its checkpoint recorded
+        row = await db.fetchrow("SELECT * FROM bulk_operations WHERE id = $1", pk)
+        if row["checkpoint"] is not None or row["status"] != "RUNNING":
+            break
+        await asyncio.sleep(0.02)
+    assert row["status"] == "RUNNING" and row["checkpoint"] is not None, dict(row)
     worker_pid = int(row["worker_id"].rsplit(":", 1)[1])
     os.kill(worker_pid, signal.SIGKILL)  # no cleanup, no goodbye
+    lines_before_crash = json.loads(row["checkpoint"])["object_count"]
+    assert 0 < lines_before_crash < 300_000
     t_kill = time.monotonic()
     done = await api.wait(op_id, timeout_s=120)
     assert done["status"] == "COMPLETED", done
@@ -90,6 +101,12 @@ async def test_worker_killed_mid_export_is_retried_to_an_identical_file(
     assert done["objectCount"] == undisturbed["objectCount"] == 300_000
     assert await _sha_of(settings, final["storage_url"]) == undisturbed["sha256"]
     assert time.monotonic() - t_kill < 60
+    log = (ROOT / ".local" / "test" / "workers.log").read_text()
+    resumed = re.findall(rf"operation {pk} resumes after (\d+) lines", log)
+    assert resumed and int(resumed[-1]) >= lines_before_crash, (
+        "resumed from its checkpoint, not from zero"
+    )
+    assert not list((settings.home / "exports" / str(tenant["id"])).glob(f"{pk}.parts/*"))
 
 
 async def test_a_vanished_worker_fails_the_operation_after_the_last_try(

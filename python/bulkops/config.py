@@ -50,6 +50,7 @@ class Settings:
     expire_every_s: int
     worker_concurrency: int
     stale_after_s: int
+    segment_bytes: int
     max_attempts: int
     public_url: str
     extra: dict[str, str] = field(default_factory=dict)
@@ -92,6 +93,7 @@ def load() -> Settings:
         expire_every_s=_env_int("EXPIRE_EVERY_S", 60),
         worker_concurrency=_env_int("WORKER_CONCURRENCY", 2),
         stale_after_s=_env_int("STALE_AFTER_S", 30),
+        segment_bytes=_env_int("SEGMENT_BYTES", 256 * 1024 * 1024),
         max_attempts=_env_int("MAX_ATTEMPTS", 3),
         public_url=_env("PUBLIC_URL", f"http://127.0.0.1:{bridge_port}"),
     )

@@ -13,13 +13,13 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TypeVar
+from datetime import date, datetime
+from typing import Any, TypeVar
 
 from bulkops.encoder import JsonlEncoder
 from bulkops.fetch import DEFAULT_BATCH_BYTES, Snapshot
 from bulkops.planner import Plan
-from bulkops.storage import Location, ObjectSink
+from bulkops.storage import Location, Part, SegmentedSink
 
 log = logging.getLogger("bulkops.engine")
 T = TypeVar("T")
@@ -35,6 +35,56 @@ class ExportStopped(Exception):
 
 class FileTooLarge(Exception):
     """The output passed ``max_file_bytes``; what was written is kept as partial data."""
+
+
+#: a part is closed, and a checkpoint taken, once it holds this much
+DEFAULT_SEGMENT_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a crashed export resumes: after the row at ``position`` (its keyset) of
+    connection ``connection``, with these counts and these closed parts already written."""
+
+    connection: int
+    position: tuple[Any, ...] | None
+    object_count: int
+    root_object_count: int
+    parts: list[Part]
+
+    def to_json(self) -> dict[str, Any]:
+        def enc(v: Any) -> Any:
+            if isinstance(v, datetime):
+                return {"t": v.isoformat()}
+            if isinstance(v, date):
+                return {"d": v.isoformat()}
+            return v
+
+        return {
+            "connection": self.connection,
+            "position": None if self.position is None else [enc(v) for v in self.position],
+            "object_count": self.object_count,
+            "root_object_count": self.root_object_count,
+            "parts": [[p.key, p.size] for p in self.parts],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Checkpoint:
+        def dec(v: Any) -> Any:
+            if isinstance(v, dict) and "t" in v:
+                return datetime.fromisoformat(v["t"])
+            if isinstance(v, dict) and "d" in v:
+                return date.fromisoformat(v["d"])
+            return v
+
+        pos = data["position"]
+        return cls(
+            connection=int(data["connection"]),
+            position=None if pos is None else tuple(dec(v) for v in pos),
+            object_count=int(data["object_count"]),
+            root_object_count=int(data["root_object_count"]),
+            parts=[Part(k, int(n)) for k, n in data["parts"]],
+        )
 
 
 @dataclass
@@ -110,22 +160,36 @@ def _prefetch(
 def run_export(
     plan: Plan,
     database_url: str,
-    location: Location,
+    sink: SegmentedSink | Location,
     *,
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], str | None] | None = None,
     on_start: Callable[[int, datetime], None] | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    resume: Checkpoint | None = None,
     max_file_bytes: int | None = None,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
 ) -> ExportResult:
-    """Run ``plan`` into ``location``.
+    """Run ``plan`` into ``sink`` (or a fresh sink on a Location).
 
-    ``should_stop`` is asked between batches: "cancel" deletes the partial object and raises
-    ExportCanceled; any other reason keeps it and raises ExportStopped. ``on_start`` receives
-    the number of lines the export will write (counted in its snapshot) and the snapshot time.
+    ``should_stop`` is asked between batches and while waiting for one: "cancel" deletes what
+    was written and raises ExportCanceled; any other reason keeps it (assembled as partial data)
+    and raises ExportStopped. ``on_start`` receives the number of lines the export will write,
+    counted in its snapshot, and the snapshot time. Whenever a part is closed, ``on_checkpoint``
+    receives where to ``resume`` from: the connection, the keyset position of its last line,
+    the counts and the parts.
     """
-    sink = ObjectSink(location)
+    if isinstance(sink, Location):
+        sink = SegmentedSink(sink, tag="1", segment_bytes=DEFAULT_SEGMENT_BYTES)
     progress = Progress()
+    first_connection, position = 0, None
+    if resume is not None:
+        first_connection, position = resume.connection, resume.position
+        progress.object_count, progress.root_object_count = (
+            resume.object_count,
+            resume.root_object_count,
+        )
+        progress.file_size = sink.size
 
     def check() -> None:
         reason = should_stop() if should_stop is not None else None
@@ -142,11 +206,15 @@ def run_export(
                     for batch in _prefetch(snap.batches(cp.count_sql), check, snap.cancel):
                         expected += int(batch.column(0)[0].as_py())
                 on_start(expected, snap.taken_at)
-            for conn_plan in plan.connections:
+            for index, conn_plan in enumerate(plan.connections):
+                if index < first_connection:
+                    continue
+                sql = conn_plan.sql_after(position if index == first_connection else None)
                 encoder = JsonlEncoder(conn_plan.spec)
-                for batch in _prefetch(snap.batches(conn_plan.sql), check, snap.cancel):
+                data_columns = list(range(len(conn_plan.spec)))
+                for batch in _prefetch(snap.batches(sql), check, snap.cancel):
                     check()
-                    sink.write(encoder.encode(batch))
+                    sink.write(encoder.encode(batch.select(data_columns)))
                     progress.object_count += batch.num_rows
                     if conn_plan.is_root:
                         progress.root_object_count += batch.num_rows
@@ -157,19 +225,32 @@ def run_export(
                         raise FileTooLarge(
                             f"the export passed the maximum file size of {max_file_bytes} bytes"
                         )
+                    if sink.segment_full() and batch.num_rows:
+                        sink.roll()
+                        if on_checkpoint is not None:
+                            last = batch.num_rows - 1
+                            keys = tuple(
+                                batch.column(len(data_columns) + k)[last].as_py()
+                                for k in range(len(conn_plan.keyset))
+                            )
+                            on_checkpoint(Checkpoint(index, keys, progress.object_count,
+                                                     progress.root_object_count, list(sink.parts)))  # fmt: skip
             snapshot_at = snap.taken_at
     except ExportCanceled:
         sink.discard()
         raise
     except BaseException:
-        sink.close()  # keep what was written: it is the partial data of a failure
+        try:
+            sink.finish()  # keep what was written: it is the partial data of a failure
+        except Exception:
+            log.exception("could not keep the partial data")
         raise
-    sink.close()
+    sha256 = sink.finish()
     return ExportResult(
         object_count=progress.object_count,
         root_object_count=progress.root_object_count,
         file_size=sink.size,
-        sha256=sink.sha256 if sink.written else None,
+        sha256=sha256,
         snapshot_at=snapshot_at,
-        location=location if sink.written else None,
+        location=sink.location if sha256 is not None else None,
     )

@@ -81,10 +81,17 @@ class Operation:
     url_expires_at: datetime | None
     snapshot_at: datetime | None
     worker_id: str | None  #: host:pid of the worker running the latest attempt
+    checkpoint: Any  #: where a crashed attempt resumes (engine.Checkpoint as JSON)
+
+    @classmethod
+    def _decode(cls, values: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(values.get("checkpoint"), str):
+            values["checkpoint"] = json.loads(values["checkpoint"])
+        return values
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Operation:
-        values = dict(row)
+        values = cls._decode(dict(row))
         values["status"] = Status(values["status"])
         return cls(**values)
 
@@ -247,6 +254,17 @@ async def record_start(
     )
 
 
+async def save_checkpoint(
+    conn: asyncpg.Connection, op_id: int, attempt: int, checkpoint: dict[str, Any]
+) -> None:
+    await conn.execute(
+        "UPDATE bulk_operations SET checkpoint = $2::jsonb WHERE id = $1 AND attempts = $3",
+        op_id,
+        json.dumps(checkpoint),
+        attempt,
+    )
+
+
 async def heartbeat(
     conn: asyncpg.Connection, op_id: int, objects: int, roots: int, size: int, attempt: int
 ) -> Status | None:
@@ -274,7 +292,7 @@ async def complete(
         """UPDATE bulk_operations
               SET status = 'COMPLETED', completed_at = clock_timestamp(), updated_at = clock_timestamp(),
                   object_count = $2, root_object_count = $3, file_size = $4, sha256 = $5,
-                  storage_url = $6, partial = false,
+                  storage_url = $6, partial = false, checkpoint = NULL,
                   url_expires_at = CASE WHEN $6::text IS NULL THEN NULL ELSE clock_timestamp() + $7::interval END
             WHERE id = $1 AND status = 'RUNNING' AND attempts = $8
         RETURNING *""",

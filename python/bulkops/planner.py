@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from bulkops.bulkquery import BulkQuery, ConnectionSelection, TimeRange
@@ -29,14 +29,36 @@ FieldSpec = tuple[str, str, str | None]
 class ConnectionPlan:
     path: str
     type_name: str
-    sql: str
     spec: tuple[FieldSpec, ...]
     parent_type: str | None  #: None for the root connection
-    count_sql: str  #: how many lines ``sql`` yields (progress: percent done)
+    columns: tuple[str, ...]  #: SELECT list: the spec's columns, then the keyset columns
+    body: str  #: FROM ... WHERE ...
+    keyset: tuple[str, ...]  #: ORDER BY expressions; the row's position in the output
 
     @property
     def is_root(self) -> bool:
         return self.parent_type is None
+
+    @property
+    def sql(self) -> str:
+        return self.sql_after(None)
+
+    def sql_after(self, position: tuple[Any, ...] | None) -> str:
+        """The statement, resumed after the row at keyset ``position`` (a checkpoint)."""
+        where = ""
+        if position is not None:
+            if len(position) != len(self.keyset):
+                raise ValueError("checkpoint does not match this connection's keyset")
+            values = ", ".join(keyset_literal(v) for v in position)
+            where = f" AND ({', '.join(self.keyset)}) > ({values})"
+        return (
+            f"SELECT {', '.join(self.columns)} {self.body}{where} ORDER BY {', '.join(self.keyset)}"
+        )
+
+    @property
+    def count_sql(self) -> str:
+        """How many lines ``sql`` yields (progress: percent done)."""
+        return f"SELECT count(*) {self.body}"
 
 
 @dataclass(frozen=True)
@@ -61,6 +83,12 @@ def sql_literal(value: Any) -> str:
         # An E'' string reads the same whatever standard_conforming_strings says.
         return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
     raise TypeError(f"cannot render {type(value).__name__} as SQL")
+
+
+def keyset_literal(value: Any) -> str:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return f"{sql_literal(value.isoformat())}::date"
+    return sql_literal(value)
 
 
 def _like_pattern(text: str) -> str:
@@ -108,10 +136,10 @@ def _columns(sel: ConnectionSelection) -> tuple[list[str], list[FieldSpec]]:
 def plan_root(tenant_id: int, sel: ConnectionSelection) -> ConnectionPlan:
     t = sel.node_type
     cols, spec = _columns(sel)
-    order = ", ".join(f"t.{c}" for c in t.order)
+    keyset = tuple(f"t.{c}" for c in t.order)
+    cols += [f"{k} AS k{i}" for i, k in enumerate(keyset)]
     body = f"FROM {t.table} t WHERE {where_sql(tenant_id, sel.filters)}"
-    sql = f"SELECT {', '.join(cols)} {body} ORDER BY {order}"
-    return ConnectionPlan(sel.path, t.name, sql, tuple(spec), None, f"SELECT count(*) {body}")
+    return ConnectionPlan(sel.path, t.name, tuple(spec), None, tuple(cols), body, keyset)
 
 
 def plan_nested(
@@ -127,14 +155,14 @@ def plan_nested(
         ["t.id AS pid", f"t.{nested.parent_key} AS pkey"]
         + [f"t.{o} AS o{i}" for i, o in enumerate(p.order)]
     )
-    order = [f"p.o{i}" for i in range(len(p.order))] + [f"t.{o}" for o in c.order]
+    keyset = tuple([f"p.o{i}" for i in range(len(p.order))] + [f"t.{o}" for o in c.order])
+    cols += [f"{k} AS k{i}" for i, k in enumerate(keyset)]
     body = (
         f"FROM (SELECT {parent_cols} FROM {p.table} t WHERE {where_sql(tenant_id, parent.filters)}) p "
         f"JOIN {c.table} t ON t.{nested.child_key} = p.pkey "
         f"WHERE {where_sql(tenant_id, child.filters)}"
     )
-    sql = f"SELECT {', '.join(cols)} {body} ORDER BY {', '.join(order)}"
-    return ConnectionPlan(child.path, c.name, sql, tuple(spec), p.name, f"SELECT count(*) {body}")
+    return ConnectionPlan(child.path, c.name, tuple(spec), p.name, tuple(cols), body, keyset)
 
 
 def plan(query: BulkQuery, tenant_id: int) -> Plan:

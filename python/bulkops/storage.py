@@ -9,6 +9,8 @@ never held in memory whole.
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -62,7 +64,7 @@ def locate(url: str, settings: Settings) -> Location:
         if not path.is_absolute() or not path.name:
             raise StorageError(f"{url!r}: a file URL needs an absolute path to a file")
         path.parent.mkdir(parents=True, exist_ok=True)
-        return Location(LocalStore(str(path.parent)), path.name, url)
+        return Location(LocalStore(str(path.parent), mkdir=True), path.name, url)
     if parsed.scheme == "s3":
         key = parsed.path.lstrip("/")
         if not parsed.netloc or not key:
@@ -75,47 +77,129 @@ def join(base_url: str, key: str) -> str:
     return base_url.rstrip("/") + "/" + key.lstrip("/")
 
 
-class ObjectSink:
-    """Streams bytes into one object. It is created lazily on the first write, so an export
-    with no rows leaves no object; size and sha256 are computed on the way through."""
+@dataclass(frozen=True)
+class Part:
+    key: str
+    size: int
 
-    def __init__(self, location: Location) -> None:
+
+class SegmentedSink:
+    """Writes an export as numbered part objects, then assembles them into one object.
+
+    A part is closed at a batch boundary once it holds ``segment_bytes``; a closed part is
+    durable, so a crashed export resumes after its last part instead of from zero (the engine
+    records the keyset position with each part). Parts are named
+    ``<key>.parts/<tag>-<n>``; ``tag`` (the attempt) keeps a presumed-dead worker from ever
+    overwriting its successor's parts. With no data at all, nothing is written.
+    """
+
+    def __init__(self, location: Location, *, tag: str, segment_bytes: int,
+                 prior: list[Part] | None = None, parts_prefix: str | None = None) -> None:  # fmt: skip
         self.location = location
-        self.size = 0
-        self._sha = hashlib.sha256()
+        self.parts_prefix = parts_prefix or f"{location.key}.parts/"
+        self.tag = tag
+        self.segment_bytes = segment_bytes
+        self.parts: list[Part] = list(prior or [])
+        self.size = sum(p.size for p in self.parts)
+        # hashed on the way through, unless resumed: then at assembly, in one pass
+        self._sha = None if self.parts else hashlib.sha256()
         self._writer: Any = None
+        self._part_key = ""
+        self._part_size = 0
 
     def write(self, data: bytes) -> None:
         if not data:
             return
         if self._writer is None:
+            self._part_key = f"{self.parts_prefix}{self.tag}-{len(self.parts):05d}"
             self._writer = obstore.open_writer(
-                self.location.store, self.location.key, buffer_size=PART_BYTES
+                self.location.store, self._part_key, buffer_size=PART_BYTES
             )
+            self._part_size = 0
         self._writer.write(data)
-        self._sha.update(data)
+        if self._sha is not None:
+            self._sha.update(data)
+        self._part_size += len(data)
         self.size += len(data)
 
-    @property
-    def sha256(self) -> str:
-        return self._sha.hexdigest()
+    def segment_full(self) -> bool:
+        return self._part_size >= self.segment_bytes
 
-    @property
-    def written(self) -> bool:
-        return self._writer is not None
+    def roll(self) -> Part | None:
+        """Close the current part (durably); the next write starts a new one."""
+        if self._writer is None:
+            return None
+        self._writer.close()
+        self._writer = None
+        part = Part(self._part_key, self._part_size)
+        self.parts.append(part)
+        return part
 
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+    def finish(self) -> str | None:
+        """Assemble the parts into the object; return its sha256, or None if there is none."""
+        self.roll()
+        if not self.parts:
+            self._remove_parts()
+            return None
+        sha = self._assemble_local() if self.location.is_local else self._assemble_remote()
+        self._remove_parts()
+        return sha
 
     def discard(self) -> None:
-        """Drop what was written (a cancel): finish the upload, then delete the object."""
-        if self._writer is None:
-            return
-        try:
+        """Drop everything written, parts of earlier attempts included (a cancel)."""
+        if self._writer is not None:
             self._writer.close()
-        finally:
-            delete(self.location)
+            self._writer = None
+        self._remove_parts()
+
+    def _assemble_local(self) -> str:
+        root = Path(unquote(urlparse(self.location.url).path)).parent
+        final = root / self.location.key
+        os.replace(root / self.parts[0].key, final)  # the first part becomes the file
+        with open(final, "r+b") as out:  # not "ab": copy_file_range refuses O_APPEND
+            out.seek(0, os.SEEK_END)
+            for part in self.parts[1:]:
+                with open(root / part.key, "rb") as src:
+                    remaining = part.size
+                    while remaining:  # copied in the kernel, not through Python
+                        copied = os.copy_file_range(src.fileno(), out.fileno(), remaining)
+                        if copied == 0:
+                            raise StorageError(f"part {part.key} is shorter than recorded")
+                        remaining -= copied
+        if self._sha is not None:
+            return self._sha.hexdigest()
+        sha = hashlib.sha256()
+        with open(final, "rb") as f:
+            while chunk := f.read(8 << 20):
+                sha.update(chunk)
+        return sha.hexdigest()
+
+    def _assemble_remote(self) -> str:
+        store = self.location.store
+        if len(self.parts) == 1 and self._sha is not None:
+            obstore.rename(store, self.parts[0].key, self.location.key)
+            return self._sha.hexdigest()
+        sha = hashlib.sha256()
+
+        def chunks() -> Any:
+            for part in self.parts:
+                for chunk in obstore.get(store, part.key).stream(min_chunk_size=8 << 20):
+                    data = bytes(chunk)
+                    sha.update(data)
+                    yield data
+
+        obstore.put(store, self.location.key, chunks(), chunk_size=PART_BYTES)
+        return sha.hexdigest()
+
+    def _remove_parts(self) -> None:
+        if self.location.is_local:
+            root = Path(unquote(urlparse(self.location.url).path)).parent
+            shutil.rmtree(root / self.parts_prefix, ignore_errors=True)
+            return
+        keys = [m["path"] for batch in obstore.list(self.location.store, prefix=self.parts_prefix)
+                for m in batch]  # fmt: skip
+        if keys:
+            obstore.delete(self.location.store, keys)
 
 
 def delete(location: Location) -> None:

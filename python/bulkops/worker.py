@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import posixpath
 import signal
 import socket
 import subprocess
@@ -19,17 +20,25 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+import obstore
 from arq import cron, func
 from arq.worker import Worker
 
 from bulkops import operations
 from bulkops.bulkquery import BulkQueryError, parse_bulk_query
 from bulkops.config import Settings
-from bulkops.engine import ExportCanceled, ExportStopped, FileTooLarge, Progress, run_export
+from bulkops.engine import (
+    Checkpoint,
+    ExportCanceled,
+    ExportStopped,
+    FileTooLarge,
+    Progress,
+    run_export,
+)
 from bulkops.intake import RUN_JOB, job_id, redis_settings
 from bulkops.operations import ErrorCode, Status
 from bulkops.planner import plan
-from bulkops.storage import delete, join, locate
+from bulkops.storage import Location, SegmentedSink, delete, join, locate
 
 log = logging.getLogger("bulkops.worker")
 
@@ -65,9 +74,19 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
 
     url = object_url(settings, op)
     location = locate(url, settings)
+    resume = _resumable(op, location)
+    sink = SegmentedSink(
+        location, tag=str(attempt), segment_bytes=settings.segment_bytes,
+        prior=resume.parts if resume else None,
+        parts_prefix=posixpath.join(posixpath.dirname(location.key), f"{op.id}.parts/"),
+    )  # fmt: skip
+    if resume is not None:
+        log.warning("operation %d resumes after %d lines, from attempt %d's checkpoint",
+                    op_id, resume.object_count, attempt - 1)  # fmt: skip
     progress = Progress()
     stop_reason: list[str | None] = [None]
     started: dict[str, Any] = {}
+    checkpoints: list[Checkpoint] = []
     deadline = time.monotonic() + settings.max_run_s
 
     def on_progress(p: Progress) -> None:
@@ -75,10 +94,12 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
         progress.file_size = p.file_size
 
     export = asyncio.create_task(asyncio.to_thread(
-        run_export, the_plan, settings.database_url, location,
+        run_export, the_plan, settings.database_url, sink,
         on_progress=on_progress,
         should_stop=lambda: stop_reason[0],
-        on_start=lambda n, at: started.update(expected=n, at=at),
+        on_start=None if resume else (lambda n, at: started.update(expected=n, at=at)),
+        on_checkpoint=checkpoints.append,
+        resume=resume,
         max_file_bytes=settings.max_file_bytes,
     ))  # fmt: skip
     recorded_start = False
@@ -91,6 +112,11 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
                         conn, op_id, started["expected"], started["at"], attempt
                     )
                     recorded_start = True
+                if checkpoints:  # the newest is all that matters
+                    await operations.save_checkpoint(
+                        conn, op_id, attempt, checkpoints[-1].to_json()
+                    )
+                    checkpoints.clear()
                 status = await operations.heartbeat(
                     conn, op_id, progress.object_count, progress.root_object_count,
                     progress.file_size, attempt,
@@ -148,6 +174,20 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
             await operations.mark_canceled(conn, op_id, attempt)
             return "canceled"
     return "completed"
+
+
+def _resumable(op: operations.Operation, location: Location) -> Checkpoint | None:
+    """The previous attempt's checkpoint, if every part it lists is still there."""
+    if not op.checkpoint:
+        return None
+    checkpoint = Checkpoint.from_json(op.checkpoint)
+    for part in checkpoint.parts:
+        try:
+            if obstore.head(location.store, part.key)["size"] != part.size:
+                return None
+        except FileNotFoundError:
+            return None
+    return checkpoint
 
 
 async def reap_stale(ctx: dict[str, Any]) -> int:
