@@ -272,7 +272,7 @@ async def test_rate_limit_holds_across_processes(bridge: BridgeProcess, second_b
     tid, token = await create_tenant(db, f"rl-{uuid.uuid4().hex[:8]}")
     try:
         await db.execute(
-            "UPDATE tenants SET rate_limit_per_minute = 6, rate_limit_burst = 5 WHERE id = $1", tid
+            "UPDATE tenants SET rate_limit_per_minute = 1, rate_limit_burst = 5 WHERE id = $1", tid
         )
         q = "{ streamsConnection(page: {first: 1}) { nodes { id } } }"
         results = await asyncio.gather(
