@@ -87,3 +87,16 @@ def test_s3proxy_checks_signatures(settings: Settings) -> None:
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(unsigned)
     assert err.value.code == 403
+
+
+def test_a_foreign_listener_on_the_port_is_reported(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A service whose port is taken by a process we did not start fails with one clear line."""
+    import os
+
+    from bulkops.config import load
+
+    port = load().redis_port  # the test Redis answers there, but not under this home
+    result = bulkops_cli("services", "up", "redis", env={**os.environ, "BULKOPS_HOME": str(tmp_path)},
+                         check=False)  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"port {port} already answers" in result.stderr

@@ -42,6 +42,7 @@ class Bridge(_BulkopsProcess):
 
 class Dispatcher(_BulkopsProcess):
     name = "dispatcher"
+    owns_port = False  # shown with Kafka's port; it listens on none
     args = ("dispatcher",)
 
     @property
@@ -54,6 +55,7 @@ class Dispatcher(_BulkopsProcess):
 
 class Worker(_BulkopsProcess):
     name = "worker"
+    owns_port = False  # shown with Redis' port; workers on other machines share it
     args = ("worker", "--processes", "2")
 
     @property

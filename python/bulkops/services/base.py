@@ -32,6 +32,8 @@ class Service(ABC):
     start_timeout_s: float = 60.0
     #: run the process as this system user (PostgreSQL refuses to run as root)
     user: str | None = None
+    #: the service listens on ``port`` itself (so a foreign listener there is a conflict)
+    owns_port: bool = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -101,6 +103,12 @@ class Service(ABC):
             self.after_ready()
             return "already running"
         if pid is None:
+            if self.owns_port and self.probe():
+                raise ServiceError(
+                    f"{self.name}: port {self.port} already answers, but not from a process "
+                    f"this command started (no live pid in {self.pid_file}); stop that process "
+                    "or choose another port (the BULKOPS_*_PORT settings in the README)"
+                )
             self.dir.mkdir(parents=True, exist_ok=True)
             self.ensure_installed()
             self.prepare()
