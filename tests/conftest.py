@@ -12,8 +12,10 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +81,34 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     try:
         yield conn
     finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def seeded_tenants(
+    settings: Settings, prefix: str, plans: dict[str, Any]
+) -> AsyncIterator[dict[str, Any]]:
+    """Fresh tenants seeded with ``plans`` (key -> SeedPlan), unthrottled so the tests measure
+    behaviour rather than the rate limit; deleted with their data afterwards.
+    Yields key -> {"id", "token"}."""
+    from bulkops.seed import seed
+    from bulkops.tenants import create_tenant
+
+    conn = await asyncpg.connect(settings.database_url)
+    out: dict[str, Any] = {}
+    try:
+        for key, plan in plans.items():
+            tid, token = await create_tenant(conn, f"{prefix}-{key}-{uuid.uuid4().hex[:8]}")
+            await conn.execute(
+                "UPDATE tenants SET rate_limit_per_minute = 100000, rate_limit_burst = 100000 WHERE id = $1",
+                tid,
+            )
+            await seed(conn, tid, plan)
+            out[key] = {"id": tid, "token": token}
+        yield out
+    finally:
+        ids = [t["id"] for t in out.values()]
+        await conn.execute("DELETE FROM tenants WHERE id = ANY($1::bigint[])", ids)
         await conn.close()
 
 

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from bulkops.config import Settings
-from bulkops.seed import SeedPlan, seed
+from bulkops.seed import SeedPlan
 from bulkops.tenants import create_tenant, issue_token, revoke_token
-from tests.conftest import BridgeProcess
+from tests.conftest import BridgeProcess, seeded_tenants
 from tests.reference import REFERENCE, ROOT_FIELDS, expected, gid
 
 SEED = SeedPlan(streams=5, sessions=400, clips=40, audit_events=120, usage_records=30)
@@ -24,23 +24,8 @@ SEED = SeedPlan(streams=5, sessions=400, clips=40, audit_events=120, usage_recor
 
 @pytest.fixture(scope="module")
 async def tenants(settings: Settings) -> AsyncIterator[dict[str, Any]]:
-    conn = await asyncpg.connect(settings.database_url)
-    out: dict[str, Any] = {}
-    for key in ("a", "b"):
-        tid, token = await create_tenant(conn, f"bridge-{key}-{uuid.uuid4().hex[:8]}")
-        await conn.execute(
-            "UPDATE tenants SET rate_limit_per_minute = 100000, rate_limit_burst = 100000 WHERE id = $1",
-            tid,
-        )
-        await seed(conn, tid, SEED)
-        out[key] = {"id": tid, "token": token}
-    try:
+    async with seeded_tenants(settings, "bridge", {"a": SEED, "b": SEED}) as out:
         yield out
-    finally:
-        await conn.execute(
-            "DELETE FROM tenants WHERE id = ANY($1::bigint[])", [t["id"] for t in out.values()]
-        )
-        await conn.close()
 
 
 async def post(bridge: BridgeProcess, token: str | None, query: str,

@@ -27,7 +27,7 @@ from bulkops.signing import secret_key, sign
 from bulkops.storage import locate
 from bulkops.tenants import create_tenant, issue_token
 from bulkops.worker import run_bulk_operation
-from tests.conftest import BridgeProcess, bulkops_cli
+from tests.conftest import BridgeProcess, bulkops_cli, seeded_tenants
 from tests.reference import REFERENCE, ROOT_FIELDS, all_fields_query, expected
 
 OP = """id status errorCode errorMessage objectCount rootObjectCount expectedObjectCount
@@ -85,25 +85,13 @@ def lines(data: bytes) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 async def tenants(settings: Settings) -> AsyncIterator[dict[str, Any]]:
-    conn = await asyncpg.connect(settings.database_url)
-    out: dict[str, Any] = {}
-    for key, plan in (("a", SeedPlan(streams=4, sessions=1_200, clips=30, audit_events=80, usage_records=20)),
-                      ("b", SeedPlan(streams=2, sessions=50, clips=3, audit_events=5, usage_records=5)),
-                      ("big", SeedPlan(streams=20, sessions=200_000, clips=0, audit_events=0, usage_records=0))):  # fmt: skip
-        tid, token = await create_tenant(conn, f"bulk-{key}-{uuid.uuid4().hex[:8]}")
-        await conn.execute(
-            "UPDATE tenants SET rate_limit_per_minute = 100000, rate_limit_burst = 100000 WHERE id = $1",
-            tid,
-        )
-        await seed(conn, tid, plan)
-        out[key] = {"id": tid, "token": token}
-    try:
+    plans = {
+        "a": SeedPlan(streams=4, sessions=1_200, clips=30, audit_events=80, usage_records=20),
+        "b": SeedPlan(streams=2, sessions=50, clips=3, audit_events=5, usage_records=5),
+        "big": SeedPlan(streams=20, sessions=200_000, clips=0, audit_events=0, usage_records=0),
+    }
+    async with seeded_tenants(settings, "bulk", plans) as out:
         yield out
-    finally:
-        await conn.execute(
-            "DELETE FROM tenants WHERE id = ANY($1::bigint[])", [t["id"] for t in out.values()]
-        )
-        await conn.close()
 
 
 def _nan(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -456,7 +444,7 @@ async def test_file_size_and_run_time_limits(tenants: dict[str, Any], db: asyncp
         q = all_fields_query("ViewerSession")
         too_big = await _direct_operation(db, big["id"], q)
         ctx = {"settings": replace(settings, max_file_bytes=20 * 1024 * 1024), "pool": pool}
-        assert await run_bulk_operation(ctx, too_big) == "too large"
+        assert await run_bulk_operation(ctx, too_big) == "FILE_TOO_LARGE"
         op = await operations.get(db, big["id"], too_big)
         assert op is not None and op.status == "FAILED" and op.error_code == "FILE_TOO_LARGE"
         assert op.partial and op.storage_url and 20 * 1024 * 1024 < op.file_size < 40 * 1024 * 1024
@@ -464,7 +452,7 @@ async def test_file_size_and_run_time_limits(tenants: dict[str, Any], db: asyncp
 
         slow = await _direct_operation(db, big["id"], q)
         ctx = {"settings": replace(settings, max_run_s=0), "pool": pool}
-        assert await run_bulk_operation(ctx, slow) == "timeout"
+        assert await run_bulk_operation(ctx, slow) == "TIMEOUT"
         op = await operations.get(db, big["id"], slow)
         assert op is not None and op.status == "FAILED" and op.error_code == "TIMEOUT"
         assert op.partial and op.object_count > 0

@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,32 +17,18 @@ import asyncpg
 import pytest
 
 from bulkops.config import Settings
-from bulkops.seed import SeedPlan, seed
+from bulkops.seed import SeedPlan
 from bulkops.storage import locate
-from bulkops.tenants import create_tenant
-from tests.conftest import ROOT, BridgeProcess, bulkops_cli
+from tests.conftest import ROOT, BridgeProcess, bulkops_cli, seeded_tenants
 from tests.reference import all_fields_query
 from tests.test_bulk import Api
 
 
 @pytest.fixture(scope="module")
 async def tenant(settings: Settings) -> AsyncIterator[dict[str, Any]]:
-    conn = await asyncpg.connect(settings.database_url)
-    tid, token = await create_tenant(conn, f"faults-{uuid.uuid4().hex[:8]}")
-    await conn.execute(
-        "UPDATE tenants SET rate_limit_per_minute = 100000, rate_limit_burst = 100000 WHERE id = $1",
-        tid,
-    )
-    await seed(
-        conn,
-        tid,
-        SeedPlan(streams=30, sessions=300_000, clips=50, audit_events=10, usage_records=10),
-    )
-    try:
-        yield {"id": tid, "token": token}
-    finally:
-        await conn.execute("DELETE FROM tenants WHERE id = $1", tid)
-        await conn.close()
+    plan = SeedPlan(streams=30, sessions=300_000, clips=50, audit_events=10, usage_records=10)
+    async with seeded_tenants(settings, "faults", {"t": plan}) as out:
+        yield out["t"]
 
 
 def _pk(global_id: str) -> int:

@@ -3,7 +3,6 @@ reach a log."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,34 +10,17 @@ import asyncpg
 import pytest
 
 from bulkops.config import Settings
-from bulkops.seed import SeedPlan, seed
-from bulkops.tenants import create_tenant
-from tests.conftest import ROOT, BridgeProcess
+from bulkops.seed import SeedPlan
+from tests.conftest import ROOT, BridgeProcess, seeded_tenants
 from tests.reference import gid
 from tests.test_bulk import CANCEL, Api
 
 
 @pytest.fixture(scope="module")
 async def pair(settings: Settings) -> AsyncIterator[dict[str, Any]]:
-    conn = await asyncpg.connect(settings.database_url)
-    out: dict[str, Any] = {}
-    for key in ("a", "b"):
-        tid, token = await create_tenant(conn, f"idor-{key}-{uuid.uuid4().hex[:8]}")
-        await conn.execute(
-            "UPDATE tenants SET rate_limit_per_minute = 100000, rate_limit_burst = 100000 WHERE id = $1",
-            tid,
-        )
-        await seed(
-            conn, tid, SeedPlan(streams=2, sessions=40, clips=4, audit_events=4, usage_records=4)
-        )
-        out[key] = {"id": tid, "token": token}
-    try:
+    plan = SeedPlan(streams=2, sessions=40, clips=4, audit_events=4, usage_records=4)
+    async with seeded_tenants(settings, "idor", {"a": plan, "b": plan}) as out:
         yield out
-    finally:
-        await conn.execute(
-            "DELETE FROM tenants WHERE id = ANY($1::bigint[])", [t["id"] for t in out.values()]
-        )
-        await conn.close()
 
 
 async def test_idor_matrix(

@@ -29,6 +29,11 @@ class ExportCanceled(Exception):
     """``should_stop`` said "cancel": the partial object was deleted."""
 
 
+class ExportSuperseded(Exception):
+    """``should_stop`` said "superseded" (a newer attempt owns the operation, or this worker is
+    shutting down): closed parts are left for whoever resumes."""
+
+
 class ExportStopped(Exception):
     """``should_stop`` gave another reason (a deadline): what was written is kept."""
 
@@ -195,6 +200,8 @@ def run_export(
         reason = should_stop() if should_stop is not None else None
         if reason == "cancel":
             raise ExportCanceled
+        if reason == "superseded":
+            raise ExportSuperseded
         if reason is not None:
             raise ExportStopped(reason)
 
@@ -239,9 +246,12 @@ def run_export(
     except ExportCanceled:
         sink.discard()
         raise
+    except ExportSuperseded:
+        sink.abandon()
+        raise
     except BaseException:
         try:
-            sink.finish()  # keep what was written: it is the partial data of a failure
+            sink.finish(delete_parts=False)  # keep what was written: the partial data
         except Exception:
             log.exception("could not keep the partial data")
         raise

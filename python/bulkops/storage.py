@@ -135,27 +135,57 @@ class SegmentedSink:
         self.parts.append(part)
         return part
 
-    def finish(self) -> str | None:
-        """Assemble the parts into the object; return its sha256, or None if there is none."""
+    def finish(self, *, delete_parts: bool = True) -> str | None:
+        """Assemble the parts into the object; return its sha256, or None if there is none.
+        After a failure the parts are kept (``delete_parts=False``): whether this attempt
+        still owns the operation is for the worker to find out, and it sweeps them then."""
         self.roll()
         if not self.parts:
-            self._remove_parts()
             return None
-        sha = self._assemble_local() if self.location.is_local else self._assemble_remote()
-        self._remove_parts()
+        if self.location.is_local:
+            sha = self._assemble_local(move_first=delete_parts)
+        else:
+            sha = self._assemble_remote()
+        if delete_parts:
+            self._delete([p.key for p in self.parts])
         return sha
 
     def discard(self) -> None:
         """Drop everything written, parts of earlier attempts included (a cancel)."""
+        self.roll()
+        self._delete([p.key for p in self.parts])
+
+    def abandon(self) -> None:
+        """Stop without touching closed parts: a newer attempt may have resumed from a
+        checkpoint that lists them. Only the part still open (never in a checkpoint) goes;
+        closed parts past the last saved checkpoint are orphans for the winner's sweep."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        self._remove_parts()
+            self._delete([self._part_key])
 
-    def _assemble_local(self) -> str:
+    def sweep(self) -> None:
+        """Remove every part under the prefix, orphans of crashed attempts included. Only the
+        attempt that owns the operation's final state may call this."""
+        if self.location.is_local:
+            root = Path(unquote(urlparse(self.location.url).path)).parent
+            shutil.rmtree(root / self.parts_prefix, ignore_errors=True)
+            return
+        keys = [m["path"] for batch in obstore.list(self.location.store, prefix=self.parts_prefix)
+                for m in batch]  # fmt: skip
+        self._delete(keys)
+
+    def _delete(self, keys: list[str]) -> None:
+        for key in keys:
+            delete(Location(self.location.store, key, self.location.url))
+
+    def _assemble_local(self, *, move_first: bool) -> str:
         root = Path(unquote(urlparse(self.location.url).path)).parent
         final = root / self.location.key
-        os.replace(root / self.parts[0].key, final)  # the first part becomes the file
+        if move_first:  # the first part becomes the file
+            os.replace(root / self.parts[0].key, final)
+        else:  # parts must stay valid for a successor
+            shutil.copyfile(root / self.parts[0].key, final)
         with open(final, "r+b") as out:  # not "ab": copy_file_range refuses O_APPEND
             out.seek(0, os.SEEK_END)
             for part in self.parts[1:]:
@@ -190,16 +220,6 @@ class SegmentedSink:
 
         obstore.put(store, self.location.key, chunks(), chunk_size=PART_BYTES)
         return sha.hexdigest()
-
-    def _remove_parts(self) -> None:
-        if self.location.is_local:
-            root = Path(unquote(urlparse(self.location.url).path)).parent
-            shutil.rmtree(root / self.parts_prefix, ignore_errors=True)
-            return
-        keys = [m["path"] for batch in obstore.list(self.location.store, prefix=self.parts_prefix)
-                for m in batch]  # fmt: skip
-        if keys:
-            obstore.delete(self.location.store, keys)
 
 
 def delete(location: Location) -> None:

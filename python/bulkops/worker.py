@@ -31,6 +31,7 @@ from bulkops.engine import (
     Checkpoint,
     ExportCanceled,
     ExportStopped,
+    ExportSuperseded,
     FileTooLarge,
     Progress,
     run_export,
@@ -121,13 +122,14 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
                     conn, op_id, progress.object_count, progress.root_object_count,
                     progress.file_size, attempt,
                 )  # fmt: skip
-            # None: deleted with its tenant, or handed to a newer attempt
-            if status is None or status == Status.CANCELING:
+            if status == Status.CANCELING:
                 stop_reason[0] = "cancel"
+            elif status is None:  # deleted with its tenant, or handed to a newer attempt
+                stop_reason[0] = "superseded"
             elif time.monotonic() > deadline:
                 stop_reason[0] = "timeout"
-    except asyncio.CancelledError:  # worker shutdown: stop the export thread, let arq retry
-        stop_reason[0] = "cancel"
+    except asyncio.CancelledError:  # worker shutdown: stop the thread; arq's retry resumes
+        stop_reason[0] = "superseded"
         raise
 
     partial = url if progress.file_size else None
@@ -141,28 +143,20 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
             result = export.result()
         except ExportCanceled:
             await operations.mark_canceled(conn, op_id, attempt)
+            sink.sweep()
             return "canceled"
-        except ExportStopped:
-            await operations.fail(
-                conn, op_id, ErrorCode.TIMEOUT,
-                f"the operation ran longer than the limit of {settings.max_run_s}s; "
-                "the lines written so far are at partialDataUrl",
-                partial_url=partial, ttl=ttl, attempt=attempt, **counts,
-            )  # fmt: skip
-            return "timeout"
-        except FileTooLarge as exc:
-            await operations.fail(conn, op_id, ErrorCode.FILE_TOO_LARGE,
-                                  f"{exc}; narrow the query (e.g. timeRange) or split it",
-                                  partial_url=partial, ttl=ttl, attempt=attempt, **counts)  # fmt: skip
-            return "too large"
+        except ExportSuperseded:
+            return "superseded"
         except Exception as exc:
-            log.exception("operation %d failed", op_id)
-            await operations.fail(
-                conn, op_id, ErrorCode.INTERNAL_SERVER_ERROR,
-                f"the export stopped: {exc.__class__.__name__}: {str(exc)[:300]}",
-                partial_url=partial, ttl=ttl, attempt=attempt, **counts,
-            )  # fmt: skip
-            return "failed"
+            code, message = _failure(exc, settings)
+            if code is ErrorCode.INTERNAL_SERVER_ERROR:
+                log.error("operation %d failed", op_id, exc_info=exc)
+            owned = await operations.fail(
+                conn, op_id, code, message, partial_url=partial, ttl=ttl, attempt=attempt, **counts
+            )
+            if owned is not None:  # still this attempt's operation: its parts can go
+                sink.sweep()
+            return code.value
         done = await operations.complete(
             conn, op_id, objects=result.object_count, roots=result.root_object_count,
             size=result.file_size, sha256=result.sha256,
@@ -173,7 +167,22 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
                 delete(location)
             await operations.mark_canceled(conn, op_id, attempt)
             return "canceled"
+        sink.sweep()  # this attempt won: orphans of crashed attempts go too
     return "completed"
+
+
+def _failure(exc: Exception, settings: Settings) -> tuple[ErrorCode, str]:
+    """The errorCode and a message that says what happened and what to do."""
+    if isinstance(exc, ExportStopped):
+        return ErrorCode.TIMEOUT, (
+            f"the operation ran longer than the limit of {settings.max_run_s}s; "
+            "the lines written so far are at partialDataUrl"
+        )
+    if isinstance(exc, FileTooLarge):
+        return ErrorCode.FILE_TOO_LARGE, f"{exc}; narrow the query (e.g. timeRange) or split it"
+    return ErrorCode.INTERNAL_SERVER_ERROR, (
+        f"the export stopped: {exc.__class__.__name__}: {str(exc)[:300]}"
+    )
 
 
 def _resumable(op: operations.Operation, location: Location) -> Checkpoint | None:
