@@ -237,8 +237,7 @@ def run_export(
                         if on_checkpoint is not None:
                             last = batch.num_rows - 1
                             keys = tuple(
-                                batch.column(len(data_columns) + k)[last].as_py()
-                                for k in range(len(conn_plan.keyset))
+                                batch.column(k)[last].as_py() for k in conn_plan.key_columns
                             )
                             on_checkpoint(Checkpoint(index, keys, progress.object_count,
                                                      progress.root_object_count, list(sink.parts)))  # fmt: skip

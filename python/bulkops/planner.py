@@ -31,9 +31,10 @@ class ConnectionPlan:
     type_name: str
     spec: tuple[FieldSpec, ...]
     parent_type: str | None  #: None for the root connection
-    columns: tuple[str, ...]  #: SELECT list: the spec's columns, then the keyset columns
+    columns: tuple[str, ...]  #: SELECT list: the spec's columns, then keyset columns not among them
     body: str  #: FROM ... WHERE ...
     keyset: tuple[str, ...]  #: ORDER BY expressions; the row's position in the output
+    key_columns: tuple[int, ...]  #: where each keyset expression is in the SELECT list
 
     @property
     def is_root(self) -> bool:
@@ -133,13 +134,28 @@ def _columns(sel: ConnectionSelection) -> tuple[list[str], list[FieldSpec]]:
     return cols, spec
 
 
+def _add_keyset(cols: list[str], keyset: tuple[str, ...]) -> tuple[int, ...]:
+    """Append the keyset expressions the selection lacks (usually the sort key and id are
+    selected already: reuse them); return each one's column index."""
+    exprs = [c.rsplit(" AS ", 1)[0] for c in cols]
+    positions = []
+    for i, key in enumerate(keyset):
+        if key not in exprs:
+            cols.append(f"{key} AS k{i}")
+            exprs.append(key)
+        positions.append(exprs.index(key))
+    return tuple(positions)
+
+
 def plan_root(tenant_id: int, sel: ConnectionSelection) -> ConnectionPlan:
     t = sel.node_type
     cols, spec = _columns(sel)
     keyset = tuple(f"t.{c}" for c in t.order)
-    cols += [f"{k} AS k{i}" for i, k in enumerate(keyset)]
+    key_columns = _add_keyset(cols, keyset)
     body = f"FROM {t.table} t WHERE {where_sql(tenant_id, sel.filters)}"
-    return ConnectionPlan(sel.path, t.name, tuple(spec), None, tuple(cols), body, keyset)
+    return ConnectionPlan(
+        sel.path, t.name, tuple(spec), None, tuple(cols), body, keyset, key_columns
+    )
 
 
 def plan_nested(
@@ -156,13 +172,15 @@ def plan_nested(
         + [f"t.{o} AS o{i}" for i, o in enumerate(p.order)]
     )
     keyset = tuple([f"p.o{i}" for i in range(len(p.order))] + [f"t.{o}" for o in c.order])
-    cols += [f"{k} AS k{i}" for i, k in enumerate(keyset)]
+    key_columns = _add_keyset(cols, keyset)
     body = (
         f"FROM (SELECT {parent_cols} FROM {p.table} t WHERE {where_sql(tenant_id, parent.filters)}) p "
         f"JOIN {c.table} t ON t.{nested.child_key} = p.pkey "
         f"WHERE {where_sql(tenant_id, child.filters)}"
     )
-    return ConnectionPlan(child.path, c.name, tuple(spec), p.name, tuple(cols), body, keyset)
+    return ConnectionPlan(
+        child.path, c.name, tuple(spec), p.name, tuple(cols), body, keyset, key_columns
+    )
 
 
 def plan(query: BulkQuery, tenant_id: int) -> Plan:
