@@ -58,7 +58,10 @@ class Client:
         return payload["bulkOperation"]
 
     def wait(self, op_id: str, progress: bool = True, poll_s: float = 0.5) -> Any:
+        """Poll until the operation ends: every 0.1 s at first, easing to ``poll_s``, so a
+        short export is not kept waiting by the poll interval."""
         started = time.monotonic()
+        delay = 0.1
         while True:
             op = self.graphql(POLL, id=op_id)["bulkOperation"]
             if progress:
@@ -67,7 +70,8 @@ class Client:
                 if progress:
                     sys.stderr.write("\n")
                 return op
-            time.sleep(poll_s)
+            time.sleep(delay)
+            delay = min(poll_s, delay * 1.5)
 
     def cancel(self, op_id: str) -> None:
         self.graphql(CANCEL, id=op_id)
