@@ -36,6 +36,7 @@ TEST_ENV = {
     "BULKOPS_WORKER_CONCURRENCY": "2",
     "BULKOPS_STALE_AFTER_S": "3",
     "BULKOPS_SEGMENT_BYTES": str(4 * 1024 * 1024),
+    "BULKOPS_SLICE_S": "2",
 }
 for _k, _v in TEST_ENV.items():
     os.environ.setdefault(_k, _v)

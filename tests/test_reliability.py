@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from bulkops.config import Settings
 from bulkops.seed import SeedPlan
 from bulkops.storage import locate
 from tests.conftest import ROOT, BridgeProcess, bulkops_cli, seeded_tenants
-from tests.reference import all_fields_query
+from tests.reference import REFERENCE, all_fields_query
 from tests.test_bulk import Api
 
 
@@ -81,7 +82,10 @@ async def test_worker_killed_mid_export_is_retried_to_an_identical_file(
     done = await api.wait(op_id, timeout_s=120)
     assert done["status"] == "COMPLETED", done
     final = await db.fetchrow("SELECT * FROM bulk_operations WHERE id = $1", _pk(op_id))
-    assert final["attempts"] == 2 and int(final["worker_id"].rsplit(":", 1)[1]) != worker_pid
+    assert (
+        final["attempts"] - final["slices"] == 2
+        and int(final["worker_id"].rsplit(":", 1)[1]) != worker_pid
+    )
     assert done["sha256"] == undisturbed["sha256"] and done["fileSize"] == undisturbed["fileSize"]
     assert done["objectCount"] == undisturbed["objectCount"] == 300_000
     assert await _sha_of(settings, final["storage_url"]) == undisturbed["sha256"]
@@ -169,3 +173,52 @@ async def test_service_restart_during_submissions_and_exports(
     finally:
         if restarted is not None:
             pass  # keep it: it replaces the killed dispatcher for the rest of the session
+
+
+async def test_a_long_export_yields_its_slot_and_resumes_identically(
+    pipeline: BridgeProcess, tenant: dict[str, Any], db: asyncpg.Connection, settings: Settings
+) -> None:
+    """Time slicing: with other work waiting, an export past BULKOPS_SLICE_S stops at a
+    checkpoint and re-queues itself; a worker of the pipeline picks it up and finishes it."""
+    from dataclasses import replace
+
+    from arq import create_pool
+
+    from bulkops.intake import redis_settings
+    from bulkops.worker import run_bulk_operation
+
+    api = Api(pipeline, tenant["token"])
+    fields = " ".join(REFERENCE["ViewerSession"][2])
+    # nested: the sort keeps the export busy long enough to yield mid-way on any machine
+    q = f"{{ streamsConnection {{ nodes {{ id name viewerSessionsConnection {{ nodes {{ {fields} }} }} }} }} }}"
+    undisturbed = await api.wait((await api.run(q))["bulkOperation"]["id"], timeout_s=120)
+    pk = await db.fetchval(
+        "INSERT INTO bulk_operations (tenant_id, query) VALUES ($1, $2) RETURNING id",
+        tenant["id"],
+        q,
+    )
+    arq = await create_pool(redis_settings(settings))
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    waiting = f"bulkops:test-waiting:{uuid.uuid4().hex}"
+    try:
+        await arq.zadd(waiting, {"someone-else's-job": 0})  # work that is due, and waits
+        ctx = {
+            "settings": replace(settings, slice_s=0.2),
+            "pool": pool,
+            "redis": arq,
+            "queue_name": waiting,
+        }
+        assert await run_bulk_operation(ctx, pk) == "yielded"
+        row = await db.fetchrow("SELECT * FROM bulk_operations WHERE id = $1", pk)
+        assert row["status"] == "RUNNING" and row["slices"] == 1 and row["checkpoint"] is not None
+        yielded_at = json.loads(row["checkpoint"])["object_count"]
+        assert yielded_at < 300_030
+        done = await _wait_status(
+            db, pk, {"COMPLETED", "FAILED"}, timeout_s=120
+        )  # the pipeline resumes it
+        assert done["status"] == "COMPLETED" and done["sha256"] == undisturbed["sha256"]
+        assert done["object_count"] == 300_030 and done["attempts"] - done["slices"] == 1
+    finally:
+        await arq.delete(waiting)
+        await arq.aclose()
+        await pool.close()

@@ -51,6 +51,7 @@ class Settings:
     worker_concurrency: int
     stale_after_s: int
     segment_bytes: int
+    slice_s: int
     max_attempts: int
     public_url: str
     extra: dict[str, str] = field(default_factory=dict)
@@ -94,6 +95,7 @@ def load() -> Settings:
         worker_concurrency=_env_int("WORKER_CONCURRENCY", 2),
         stale_after_s=_env_int("STALE_AFTER_S", 30),
         segment_bytes=_env_int("SEGMENT_BYTES", 256 * 1024 * 1024),
+        slice_s=_env_int("SLICE_S", 60),
         max_attempts=_env_int("MAX_ATTEMPTS", 3),
         public_url=_env("PUBLIC_URL", f"http://127.0.0.1:{bridge_port}"),
     )

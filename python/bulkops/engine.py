@@ -34,6 +34,11 @@ class ExportSuperseded(Exception):
     shutting down): closed parts are left for whoever resumes."""
 
 
+class ExportYielded(Exception):
+    """``should_stop`` said "yield": the current part was closed and a checkpoint emitted, so
+    the export can continue later (in another job) exactly where it stopped."""
+
+
 class ExportStopped(Exception):
     """``should_stop`` gave another reason (a deadline): what was written is kept."""
 
@@ -196,12 +201,21 @@ def run_export(
         )
         progress.file_size = sink.size
 
+    here: dict[str, Any] = {"index": first_connection, "position": position}
+
+    def checkpoint() -> None:
+        if on_checkpoint is not None:
+            on_checkpoint(Checkpoint(here["index"], here["position"], progress.object_count,
+                                     progress.root_object_count, list(sink.parts)))  # fmt: skip
+
     def check() -> None:
         reason = should_stop() if should_stop is not None else None
         if reason == "cancel":
             raise ExportCanceled
         if reason == "superseded":
             raise ExportSuperseded
+        if reason == "yield":
+            raise ExportYielded
         if reason is not None:
             raise ExportStopped(reason)
 
@@ -216,12 +230,19 @@ def run_export(
             for index, conn_plan in enumerate(plan.connections):
                 if index < first_connection:
                     continue
-                sql = conn_plan.sql_after(position if index == first_connection else None)
+                here["index"] = index
+                here["position"] = position if index == first_connection else None
+                sql = conn_plan.sql_after(here["position"])
                 encoder = JsonlEncoder(conn_plan.spec)
                 data_columns = list(range(len(conn_plan.spec)))
                 for batch in _prefetch(snap.batches(sql), check, snap.cancel):
                     check()
                     sink.write(encoder.encode(batch.select(data_columns)))
+                    if batch.num_rows:  # the keyset of the last line written: where to go on
+                        last = batch.num_rows - 1
+                        here["position"] = tuple(
+                            batch.column(k)[last].as_py() for k in conn_plan.key_columns
+                        )
                     progress.object_count += batch.num_rows
                     if conn_plan.is_root:
                         progress.root_object_count += batch.num_rows
@@ -234,19 +255,17 @@ def run_export(
                         )
                     if sink.segment_full() and batch.num_rows:
                         sink.roll()
-                        if on_checkpoint is not None:
-                            last = batch.num_rows - 1
-                            keys = tuple(
-                                batch.column(k)[last].as_py() for k in conn_plan.key_columns
-                            )
-                            on_checkpoint(Checkpoint(index, keys, progress.object_count,
-                                                     progress.root_object_count, list(sink.parts)))  # fmt: skip
+                        checkpoint()
             snapshot_at = snap.taken_at
     except ExportCanceled:
         sink.discard()
         raise
     except ExportSuperseded:
         sink.abandon()
+        raise
+    except ExportYielded:
+        sink.roll()
+        checkpoint()
         raise
     except BaseException:
         try:

@@ -82,6 +82,7 @@ class Operation:
     snapshot_at: datetime | None
     worker_id: str | None  #: host:pid of the worker running the latest attempt
     checkpoint: Any  #: where a crashed attempt resumes (engine.Checkpoint as JSON)
+    slices: int  #: times it yielded its worker slot at a checkpoint (not failures)
 
     @classmethod
     def _decode(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -263,6 +264,24 @@ async def save_checkpoint(
         json.dumps(checkpoint),
         attempt,
     )
+
+
+async def yield_slot(
+    conn: asyncpg.Connection, op_id: int, attempt: int, checkpoint: dict[str, Any]
+) -> Status | None:
+    """Record that the attempt stopped at ``checkpoint`` to give its slot to waiting work.
+    The heartbeat is pushed ahead by a grace period so the reaper leaves the queued job alone.
+    Returns the status (None if the operation is no longer this attempt's)."""
+    status = await conn.fetchval(
+        """UPDATE bulk_operations
+              SET checkpoint = $3::jsonb, slices = slices + 1,
+                  heartbeat_at = clock_timestamp() + interval '5 minutes', updated_at = clock_timestamp()
+            WHERE id = $1 AND attempts = $2 RETURNING status""",
+        op_id,
+        attempt,
+        json.dumps(checkpoint),
+    )
+    return None if status is None else Status(status)
 
 
 async def heartbeat(

@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 import obstore
 from arq import cron, func
+from arq.constants import default_queue_name, in_progress_key_prefix
 from arq.worker import Worker
 
 from bulkops import operations
@@ -32,6 +33,7 @@ from bulkops.engine import (
     ExportCanceled,
     ExportStopped,
     ExportSuperseded,
+    ExportYielded,
     FileTooLarge,
     Progress,
     run_export,
@@ -44,6 +46,7 @@ from bulkops.storage import Location, SegmentedSink, delete, join, locate
 log = logging.getLogger("bulkops.worker")
 
 PROGRESS_EVERY_S = 0.5
+QUEUE = default_queue_name
 
 
 def object_url(settings: Settings, op: operations.Operation) -> str:
@@ -104,6 +107,9 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
         max_file_bytes=settings.max_file_bytes,
     ))  # fmt: skip
     recorded_start = False
+    saved: list[Checkpoint | None] = [None]
+    slice_started = time.monotonic()
+    slice_start_lines = resume.object_count if resume else 0
     try:
         while not export.done():
             await asyncio.wait({export}, timeout=PROGRESS_EVERY_S)
@@ -113,11 +119,10 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
                         conn, op_id, started["expected"], started["at"], attempt
                     )
                     recorded_start = True
-                if checkpoints:  # the newest is all that matters
-                    await operations.save_checkpoint(
-                        conn, op_id, attempt, checkpoints[-1].to_json()
-                    )
-                    checkpoints.clear()
+                newest = checkpoints[-1] if checkpoints else None
+                if newest is not None and newest is not saved[0]:  # only the newest matters
+                    saved[0] = newest
+                    await operations.save_checkpoint(conn, op_id, attempt, newest.to_json())
                 status = await operations.heartbeat(
                     conn, op_id, progress.object_count, progress.root_object_count,
                     progress.file_size, attempt,
@@ -128,6 +133,14 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
                 stop_reason[0] = "superseded"
             elif time.monotonic() > deadline:
                 stop_reason[0] = "timeout"
+            elif (
+                (resume or recorded_start)
+                # never yield before this slice wrote a line: a resumed export that must sort
+                # again before its first batch would otherwise yield forever without progress
+                and progress.object_count > slice_start_lines
+                and await _should_yield(ctx, settings, slice_started)
+            ):
+                stop_reason[0] = "yield"
     except asyncio.CancelledError:  # worker shutdown: stop the thread; arq's retry resumes
         stop_reason[0] = "superseded"
         raise
@@ -147,6 +160,19 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
             return "canceled"
         except ExportSuperseded:
             return "superseded"
+        except ExportYielded:
+            status = await operations.yield_slot(conn, op_id, attempt, checkpoints[-1].to_json())
+            if status == Status.CANCELING:  # a cancel arrived as it yielded: finish it here
+                await operations.mark_canceled(conn, op_id)
+                sink.sweep()
+                return "canceled"
+            if status is None:
+                return "superseded"
+            await ctx["redis"].enqueue_job(
+                RUN_JOB, op_id, _job_id=f"{job_id(op_id)}:slice{attempt}"
+            )
+            log.info("operation %d yielded its slot after %d lines", op_id, progress.object_count)
+            return "yielded"
         except Exception as exc:
             code, message = _failure(exc, settings)
             if code is ErrorCode.INTERNAL_SERVER_ERROR:
@@ -169,6 +195,23 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
             return "canceled"
         sink.sweep()  # this attempt won: orphans of crashed attempts go too
     return "completed"
+
+
+async def _should_yield(ctx: dict[str, Any], settings: Settings, since: float) -> bool:
+    """Time slicing, for fairness: after BULKOPS_SLICE_S, an export gives its slot back at a
+    checkpoint if other jobs are waiting. One export per second yields (a Redis NX key), so a
+    single waiting job does not make every running export stop at once."""
+    if not settings.slice_s or time.monotonic() - since < settings.slice_s:
+        return False
+    redis = ctx["redis"]
+    now_ms = int(time.time() * 1000)  # arq scores queued jobs by when they are due
+    due = await redis.zrangebyscore(ctx.get("queue_name", QUEUE), "-inf", now_ms, start=0, num=20)
+    # A job whose worker was killed keeps its in-progress key (and its queue entry) until the
+    # job timeout; it is not work waiting for a slot.
+    waiting = [j for j in due if not await redis.exists(in_progress_key_prefix + j.decode())]
+    if not waiting:
+        return False
+    return bool(await redis.set("bulkops:yield-token", b"1", nx=True, px=1000))
 
 
 def _failure(exc: Exception, settings: Settings) -> tuple[ErrorCode, str]:
@@ -210,7 +253,7 @@ async def reap_stale(ctx: dict[str, Any]) -> int:
         for op in due:
             if op.status == Status.CANCELING:
                 await operations.mark_canceled(conn, op.id)
-            elif op.status == Status.RUNNING and op.attempts >= settings.max_attempts:
+            elif op.status == Status.RUNNING and op.attempts - op.slices >= settings.max_attempts:
                 await operations.fail(
                     conn, op.id, ErrorCode.INTERNAL_SERVER_ERROR,
                     f"the worker running this operation stopped responding {op.attempts} times; "
