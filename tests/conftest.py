@@ -95,19 +95,23 @@ async def seeded_tenants(
     from bulkops.seed import seed
     from bulkops.tenants import create_tenant
 
-    conn = await asyncpg.connect(settings.database_url)
     out: dict[str, Any] = {}
     try:
-        for key, plan in plans.items():
-            tid, token = await create_tenant(conn, f"{prefix}-{key}-{uuid.uuid4().hex[:8]}")
-            await conn.execute(
-                "UPDATE tenants SET rate_limit_per_minute = 100000, rate_limit_burst = 100000 WHERE id = $1",
-                tid,
-            )
-            await seed(conn, tid, plan)
-            out[key] = {"id": tid, "token": token}
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            for key, plan in plans.items():
+                tid, token = await create_tenant(conn, f"{prefix}-{key}-{uuid.uuid4().hex[:8]}")
+                await conn.execute(
+                    "UPDATE tenants SET rate_limit_per_minute = 100000, rate_limit_burst = 100000 WHERE id = $1",
+                    tid,
+                )
+                await seed(conn, tid, plan)
+                out[key] = {"id": tid, "token": token}
+        finally:
+            await conn.close()  # not held while the tests run: one of them restarts PostgreSQL
         yield out
     finally:
+        conn = await asyncpg.connect(settings.database_url)
         ids = [t["id"] for t in out.values()]
         await conn.execute("DELETE FROM tenants WHERE id = ANY($1::bigint[])", ids)
         await conn.close()

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from bulkops.encoder import JsonlEncoder
 from bulkops.fetch import DEFAULT_BATCH_BYTES, Snapshot
+from bulkops.outages import database_unavailable
 from bulkops.planner import Plan
 from bulkops.storage import Location, Part, SegmentedSink
 
@@ -267,7 +268,10 @@ def run_export(
         sink.roll()
         checkpoint()
         raise
-    except BaseException:
+    except BaseException as exc:
+        if database_unavailable(exc):  # a restart: the attempt is retried from its checkpoint
+            sink.abandon()
+            raise
         try:
             sink.finish(delete_parts=False)  # keep what was written: the partial data
         except Exception:

@@ -65,9 +65,11 @@ class Snapshot:
             self._current = None
 
     def close(self) -> None:
-        try:
-            self._conn.rollback()  # read-only: nothing to commit
-        finally:
+        # Read-only: nothing to commit, and nothing to lose if the server is already gone
+        # (a failure here would only hide the error that ended the export).
+        with contextlib.suppress(Exception):
+            self._conn.rollback()
+        with contextlib.suppress(Exception):
             self._conn.close()
 
     def __enter__(self) -> Snapshot:

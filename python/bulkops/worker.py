@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 import obstore
-from arq import cron, func
+from arq import Retry, cron, func
 from arq.constants import default_queue_name, in_progress_key_prefix
 from arq.worker import Worker
 
@@ -40,6 +40,7 @@ from bulkops.engine import (
 )
 from bulkops.intake import RUN_JOB, job_id, redis_settings
 from bulkops.operations import ErrorCode, Status
+from bulkops.outages import database_unavailable
 from bulkops.planner import plan
 from bulkops.storage import Location, SegmentedSink, delete, join, locate
 
@@ -55,6 +56,22 @@ def object_url(settings: Settings, op: operations.Operation) -> str:
 
 
 async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
+    """Run (or resume) one operation. If PostgreSQL goes away meanwhile (a restart, a
+    failover), the attempt stops keeping its closed parts, and arq runs the job again a little
+    later; the next attempt resumes from the last checkpoint. An outage never FAILS an
+    operation; if it outlasts arq's tries, the reaper picks the operation up once it is back."""
+    try:
+        return await _run(ctx, op_id)
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        defer = min(2 * ctx.get("job_try", 1), 30)
+        log.warning("operation %d: the database is unavailable (%s); retrying in %d s",
+                    op_id, str(exc).strip()[:120], defer)  # fmt: skip
+        raise Retry(defer=defer) from exc
+
+
+async def _run(ctx: dict[str, Any], op_id: int) -> str:
     settings: Settings = ctx["settings"]
     pool: asyncpg.Pool = ctx["pool"]
     ttl = timedelta(seconds=settings.url_ttl_s)
@@ -144,6 +161,12 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
     except asyncio.CancelledError:  # worker shutdown: stop the thread; arq's retry resumes
         stop_reason[0] = "superseded"
         raise
+    except Exception:  # the heartbeat could not be written (the database went away)
+        stop_reason[0] = "superseded"
+        await asyncio.wait({export})  # the thread keeps its closed parts for the retry
+        if not export.cancelled():
+            export.exception()  # retrieved: the heartbeat's error is the one that counts
+        raise
 
     partial = url if progress.file_size else None
     counts: dict[str, Any] = {
@@ -174,6 +197,8 @@ async def run_bulk_operation(ctx: dict[str, Any], op_id: int) -> str:
             log.info("operation %d yielded its slot after %d lines", op_id, progress.object_count)
             return "yielded"
         except Exception as exc:
+            if database_unavailable(exc):
+                raise
             code, message = _failure(exc, settings)
             if code is ErrorCode.INTERNAL_SERVER_ERROR:
                 log.error("operation %d failed", op_id, exc_info=exc)

@@ -33,6 +33,7 @@ from bridge import cost as query_cost
 from bridge.errors import (
     BAD_REQUEST,
     BAD_USER_INPUT,
+    DATABASE_DOWN_MESSAGE,
     FORBIDDEN,
     GONE,
     INTERNAL,
@@ -40,6 +41,7 @@ from bridge.errors import (
     PAYLOAD_TOO_LARGE,
     QUERY_TOO_COMPLEX,
     RATE_LIMITED,
+    SERVICE_UNAVAILABLE,
     UNAUTHENTICATED,
     http_error,
 )
@@ -50,6 +52,7 @@ from bridge.schema.context import Context
 from bulkops import config, operations
 from bulkops.config import Settings
 from bulkops.links import LinkError, verify_download
+from bulkops.outages import RETRY_AFTER_S, database_unavailable
 from bulkops.signing import secret_key
 from bulkops.tenants import authenticate
 
@@ -88,6 +91,9 @@ class BridgeView(GraphQLView[Context, None]):
             for err in result.errors:
                 out = err.formatted
                 ext = dict(out.get("extensions") or {})
+                if "code" not in ext and database_unavailable(err.original_error):
+                    ext["code"] = SERVICE_UNAVAILABLE
+                    out = {**out, "message": DATABASE_DOWN_MESSAGE}
                 if "code" not in ext:
                     ext["code"] = _code_for(dict(out), err)
                     if ext["code"] == INTERNAL:  # an unexpected failure: never leak internals
@@ -301,6 +307,10 @@ def create_app(settings: Settings | None = None) -> Sanic:
 
     @app.exception(Exception)
     async def unexpected(request: Request, exc: Exception) -> HTTPResponse:
+        if database_unavailable(exc):
+            log.warning("database unavailable on %s: %s", request.path, str(exc).strip()[:200])
+            return http_error(503, DATABASE_DOWN_MESSAGE, SERVICE_UNAVAILABLE,
+                              headers={"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
         log.exception("unhandled error on %s", request.path)
         return http_error(500, "Internal error; it has been logged.", INTERNAL)
 

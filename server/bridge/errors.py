@@ -18,6 +18,9 @@ QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 INTERNAL = "INTERNAL_SERVER_ERROR"
 NOT_FOUND = "NOT_FOUND"
 GONE = "GONE"
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+
+DATABASE_DOWN_MESSAGE = "the database is briefly unavailable (a restart or failover); retry shortly"
 
 
 def coded(message: str, code: str, **extra: Any) -> GraphQLError:

@@ -34,6 +34,8 @@ class Service(ABC):
     user: str | None = None
     #: the service listens on ``port`` itself (so a foreign listener there is a conflict)
     owns_port: bool = True
+    #: what ``down`` sends first; SIGKILL follows if the process outlives the timeout
+    stop_signal: signal.Signals = signal.SIGTERM
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -171,7 +173,7 @@ class Service(ABC):
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return "not running"
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, self.stop_signal)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and self.pid() is not None:
             time.sleep(0.05)
