@@ -23,7 +23,11 @@ from obstore.store import LocalStore, S3Store
 from bulkops.config import Settings
 
 #: buffer per multipart part; bounded memory, and above S3's 5 MiB minimum part size
-PART_BYTES = 16 * 1024 * 1024
+PART_BYTES = 8 * 1024 * 1024
+#: parts in flight per writer. obstore's default (12) lets up to 12 x PART_BYTES queue in memory
+#: whenever the store is slower than the encoder (a busy disk): peak RSS then depends on the
+#: disk, not on the batch size. Two keep the store busy while the next part fills.
+WRITER_CONCURRENCY = 2
 
 
 class StorageError(ValueError):
@@ -113,7 +117,10 @@ class SegmentedSink:
         if self._writer is None:
             self._part_key = f"{self.parts_prefix}{self.tag}-{len(self.parts):05d}"
             self._writer = obstore.open_writer(
-                self.location.store, self._part_key, buffer_size=PART_BYTES
+                self.location.store,
+                self._part_key,
+                buffer_size=PART_BYTES,
+                max_concurrency=WRITER_CONCURRENCY,
             )
             self._part_size = 0
         self._writer.write(data)
