@@ -190,8 +190,10 @@ def test_every_line_matches_the_python_reference(
     case: tuple[list[tuple[str, str, str | None]], pa.RecordBatch, list[Column]],
 ) -> None:
     fields, batch, cols = case
-    out = JsonlEncoder(fields).encode(batch)
+    encoder = JsonlEncoder(fields)
+    out = encoder.encode(batch)
     assert isinstance(out, bytes)
+    assert bytes(memoryview(encoder.encode_buffer(batch))) == out  # the export's zero-copy path
     if batch.num_rows == 0:
         assert out == b""
         return
@@ -210,6 +212,29 @@ def test_every_line_matches_the_python_reference(
             assert got == want, (name, kind, row, line)
             if kind == "float" and want is not None:
                 assert math.copysign(1, got) == math.copysign(1, want), (name, row, line)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            # short decimals (the encoder's fast path) at every scale, and any float
+            st.builds(
+                lambda n, digits, sign: sign * n / 10**digits,
+                st.integers(0, 10**15),
+                st.integers(0, 8),
+                st.sampled_from([1, -1]),
+            ),
+            st.floats(allow_nan=False, allow_infinity=False),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_floats_are_written_as_python_writes_them(values: list[float]) -> None:
+    """The sync API's JSON is Python's: every float must be the same text (``repr``)."""
+    out = JsonlEncoder([("v", "float", None)]).encode(pa.record_batch({"v": pa.array(values)}))
+    assert out.decode().splitlines() == [json.dumps({"v": v}, separators=(",", ":")) for v in values]
 
 
 @settings(max_examples=300, deadline=None)

@@ -34,7 +34,8 @@ class JsonlEncoder:
       alphabet, padded), with ``extra`` as the GraphQL type name.
     - ``"int"``: any signed or unsigned integer. A JSON number.
     - ``"float"``: float32, float64 or any integer. The shortest text that reads back as the
-      same float (exponents look like ``1e+300``); NaN and +/-inf become ``null``.
+      same float, laid out as Python's ``repr`` (``0.0001``, ``1e-05``, ``2.0``, ``1e+16``),
+      so float64 text equals the sync API's; NaN and +/-inf become ``null``.
     - ``"bool"``: boolean. ``true`` / ``false``.
     - ``"string"``: utf8, large_utf8 or utf8_view. A JSON string: ``"`` and ``\\``, the
       short escapes ``\\n \\r \\t \\b \\f``, other characters below U+0020 and DEL as
@@ -76,6 +77,19 @@ class JsonlEncoder:
                 0001-9999, or ``batch`` does not expose ``__arrow_c_array__``. The message
                 names the field (and row).
         """
+
+    def encode_buffer(self, batch: _ArrowArrayExportable) -> Buffer:
+        """Like ``encode``, without copying the output into a ``bytes``: the export path
+        hands it straight to the hash and the object-store writer."""
+
+@final
+class Buffer:
+    """Bytes owned by Rust, readable through the buffer protocol without a copy
+    (``memoryview(buf)``, ``hashlib``, obstore writers); ``len(buf)`` is their size."""
+
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def to_bytes(self) -> bytes: ...
 
 def global_id(type_name: str, id: int, /) -> str:
     """The Relay global id of an object: ``base64("{type_name}:{id}")``.

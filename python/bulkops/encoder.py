@@ -10,11 +10,12 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
+from bulkops._native import Buffer
 from bulkops._native import JsonlEncoder as _NativeEncoder
 from bulkops._native import global_id as native_global_id
 from bulkops._native import version as native_version
 
-__all__ = ["JsonlEncoder", "native_global_id", "native_version"]
+__all__ = ["Buffer", "JsonlEncoder", "native_global_id", "native_version"]
 
 
 class JsonlEncoder:
@@ -28,3 +29,7 @@ class JsonlEncoder:
 
     def encode(self, batch: pa.RecordBatch) -> bytes:
         return self._native.encode(batch)
+
+    def encode_buffer(self, batch: pa.RecordBatch) -> Buffer:
+        """The same bytes, owned by Rust and read through the buffer protocol: no copy."""
+        return self._native.encode_buffer(batch)

@@ -246,7 +246,7 @@ def run_export(
                     check()
                     data = batch.select(data_columns)
                     for start in range(0, data.num_rows, ENCODE_ROWS):  # zero-copy slices
-                        sink.write(encoder.encode(data.slice(start, ENCODE_ROWS)))
+                        sink.write(encoder.encode_buffer(data.slice(start, ENCODE_ROWS)))
                     if batch.num_rows:  # the keyset of the last line written: where to go on
                         last = batch.num_rows - 1
                         here["position"] = tuple(

@@ -14,13 +14,16 @@ import shutil
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import obstore
 from obstore.store import LocalStore, S3Store
 
 from bulkops.config import Settings
+
+if TYPE_CHECKING:
+    from bulkops.encoder import Buffer
 
 #: buffer per multipart part; bounded memory, and above S3's 5 MiB minimum part size
 PART_BYTES = 8 * 1024 * 1024
@@ -111,7 +114,7 @@ class SegmentedSink:
         self._part_key = ""
         self._part_size = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | Buffer) -> None:
         if not data:
             return
         if self._writer is None:

@@ -20,6 +20,7 @@ use arrow_buffer::{BooleanBuffer, NullBuffer};
 use arrow_schema::{DataType, TimeUnit};
 
 use crate::escape::{write_json_string, write_json_string_in};
+use crate::floatfmt;
 use crate::globalid::GlobalIdPrefix;
 use crate::sink::{push_int, push_padded, push_range, DecimalInt, Fragment};
 use crate::timefmt::{self, TimestampFormatter};
@@ -533,6 +534,11 @@ impl<T: DecimalInt> ValueWriter for GlobalIdWriter<'_, T> {
 /// have no JSON form.
 trait JsonFloat: zmij::Float + Copy {
     fn is_finite(self) -> bool;
+
+    /// Writes short decimals without zmij (see `floatfmt`); `false` if not one.
+    fn write_short(self, _out: &mut Vec<u8>) -> bool {
+        false
+    }
 }
 
 impl JsonFloat for f32 {
@@ -545,6 +551,11 @@ impl JsonFloat for f64 {
     fn is_finite(self) -> bool {
         f64::is_finite(self)
     }
+
+    #[inline(always)]
+    fn write_short(self, out: &mut Vec<u8>) -> bool {
+        floatfmt::write_short_decimal(self, out)
+    }
 }
 
 struct FloatWriter<'a, T> {
@@ -555,9 +566,11 @@ impl<T: JsonFloat> ValueWriter for FloatWriter<'_, T> {
     #[inline]
     fn write(&mut self, row: usize, out: &mut Vec<u8>) {
         let v = self.values[row];
+        if v.write_short(out) {
+            return;
+        }
         if v.is_finite() {
-            let mut buf = zmij::Buffer::new();
-            out.extend_from_slice(buf.format_finite(v).as_bytes());
+            floatfmt::write_python_repr(v, out);
         } else {
             out.extend_from_slice(b"null");
         }

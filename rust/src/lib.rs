@@ -5,14 +5,17 @@
 #![deny(unsafe_code)]
 
 mod escape;
+mod floatfmt;
 mod globalid;
 mod jsonl;
 mod sink;
 mod timefmt;
 
+use arrow_buffer::Buffer;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+use pyo3_arrow::buffer::PyArrowBuffer;
 use pyo3_arrow::PyRecordBatch;
 
 pub use jsonl::{EncodeError, FieldKind, FieldSpec, JsonlEncoder, SpecError};
@@ -53,6 +56,15 @@ impl PyJsonlEncoder {
         Ok(PyBytes::new(py, &jsonl))
     }
 
+    /// Like `encode`, without copying the output: the returned buffer owns it.
+    fn encode_buffer(&self, py: Python<'_>, batch: PyRecordBatch) -> PyResult<PyArrowBuffer> {
+        let batch = batch.into_inner();
+        let jsonl = py
+            .detach(|| self.inner.encode(&batch))
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(PyArrowBuffer::new(Buffer::from_vec(jsonl)))
+    }
+
     fn __repr__(&self) -> String {
         let names: Vec<String> = self
             .inner
@@ -79,6 +91,7 @@ fn version() -> &'static str {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyJsonlEncoder>()?;
+    m.add_class::<PyArrowBuffer>()?;
     m.add_function(wrap_pyfunction!(global_id, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     Ok(())
