@@ -234,7 +234,9 @@ def test_every_line_matches_the_python_reference(
 def test_floats_are_written_as_python_writes_them(values: list[float]) -> None:
     """The sync API's JSON is Python's: every float must be the same text (``repr``)."""
     out = JsonlEncoder([("v", "float", None)]).encode(pa.record_batch({"v": pa.array(values)}))
-    assert out.decode().splitlines() == [json.dumps({"v": v}, separators=(",", ":")) for v in values]
+    assert out.decode().splitlines() == [
+        json.dumps({"v": v}, separators=(",", ":")) for v in values
+    ]
 
 
 @settings(max_examples=300, deadline=None)

@@ -236,6 +236,31 @@ def tenants_revoke(token_or_prefix: str) -> None:
     click.echo(f"revoked {count} token(s)")
 
 
+@tenants.command("webhook")
+@click.argument("name")
+@click.argument("url", required=False)
+@click.option("--clear", is_flag=True, help="Remove the webhook (and its secret).")
+def tenants_webhook(name: str, url: str | None, clear: bool) -> None:
+    """POST tenant NAME's bulk_operations/finish events to URL; print {"tenant", "webhook_url",
+    "secret"}. The secret (HMAC key of X-Bulkops-Signature) is made once and kept."""
+    from bulkops import db
+    from bulkops.webhooks import configure, validate_url
+
+    if clear == (url is not None):
+        raise CliError("give either a URL or --clear")
+
+    async def go() -> dict[str, Any]:
+        if url is not None:
+            validate_url(url)  # before connecting: bad input is named even if Postgres is down
+        conn = await db.connect(config.load())
+        try:
+            return await configure(conn, name, None if clear else url)
+        finally:
+            await conn.close()
+
+    click.echo(json.dumps(_run(go)))
+
+
 def _days(days: int | None) -> timedelta | None:
     return timedelta(days=days) if days is not None else None
 
@@ -325,7 +350,7 @@ def worker(processes: int) -> None:
 
 @cli.command()
 def dispatcher() -> None:
-    """Relay the outbox to Kafka and hand Kafka's operations to arq."""
+    """Relay the outbox to Kafka, hand Kafka's operations to arq and deliver webhooks."""
     from bulkops.intake import run_dispatcher
 
     asyncio.run(run_dispatcher(config.load()))

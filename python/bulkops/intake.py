@@ -8,8 +8,10 @@
   ``_job_id = bulkop:<id>`` (idempotent) and commits the offset only after the enqueue, so a
   crash re-delivers rather than drops. It never runs an export itself: a long job in a Kafka
   consumer would blow ``max.poll.interval.ms`` and trigger rebalances.
+* The **webhook notifier** (``bulkops.webhooks``) consumes the lifecycle events the outbox
+  relays to ``bulkops.events`` and POSTs them to the tenants' webhook URLs.
 
-``bulkops dispatcher`` runs both loops in one process; run several for availability.
+``bulkops dispatcher`` runs the three loops in one process; run several for availability.
 """
 
 from __future__ import annotations
@@ -27,11 +29,10 @@ from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 
 from bulkops.config import Settings
-from bulkops.operations import NOTIFY_CHANNEL, OPERATIONS_TOPIC
+from bulkops.operations import EVENTS_TOPIC, NOTIFY_CHANNEL, OPERATIONS_TOPIC
 
 log = logging.getLogger("bulkops.intake")
 
-EVENTS_TOPIC = "bulkops.events"
 DISPATCHER_GROUP = "bulkops-dispatcher"
 PARTITIONS = 6
 RUN_JOB = "run_bulk_operation"
@@ -173,8 +174,11 @@ async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def run_dispatcher(settings: Settings) -> None:
-    """The ``bulkops dispatcher`` process: topics, relay and consumer, until SIGTERM/SIGINT."""
+    """The ``bulkops dispatcher`` process: topics, relay, consumer and webhook notifier, until
+    SIGTERM/SIGINT."""
     import signal
+
+    from bulkops.webhooks import deliver_webhooks  # it imports this module
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -187,4 +191,6 @@ async def run_dispatcher(settings: Settings) -> None:
         except (OSError, KafkaError, RuntimeError) as exc:
             log.warning("waiting for Kafka to create topics: %s", exc)
             await _sleep_unless(stop, 1.0)
-    await asyncio.gather(relay_outbox(settings, stop), dispatch(settings, stop))
+    await asyncio.gather(
+        relay_outbox(settings, stop), dispatch(settings, stop), deliver_webhooks(settings, stop)
+    )

@@ -6,11 +6,17 @@ a worker, two workers) can never both win.
        │           │ └────▶ FAILED (errorCode; partialDataUrl when something was written)
        │           └──▶ CANCELING ──▶ CANCELED
        └──────────────────────────────▶ CANCELED   (cancelled before a worker took it)
+
+Every transition into a terminal status (COMPLETED, FAILED, CANCELED, EXPIRED) writes a
+``bulk_operations/finish`` event into the outbox *in the same statement* as its UPDATE (a
+data-modifying CTE): the event exists exactly when the transition happened, so a lost race
+emits nothing and a crash can never keep one without the other.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -19,6 +25,8 @@ from typing import Any
 import asyncpg
 
 OPERATIONS_TOPIC = "bulkops.operations"
+EVENTS_TOPIC = "bulkops.events"  #: lifecycle events (key = tenant id), for webhooks and others
+FINISH_EVENT = "bulk_operations/finish"  #: Shopify's webhook topic, and its payload's shape
 NOTIFY_CHANNEL = "bulkops_outbox"
 
 
@@ -103,6 +111,37 @@ class Operation:
         if not self.expected_object_count:
             return None if self.expected_object_count is None else 100.0
         return round(min(99.99, 100.0 * self.object_count / self.expected_object_count), 2)
+
+
+# -- lifecycle events -------------------------------------------------------------------------
+
+
+def _rfc3339(column: str) -> str:
+    """SQL for a time formatted as the API shows it (2026-01-02T03:04:05.000000Z), or null."""
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+def _finish_event(source: str, *, status: str = "e.status", where: str = "true") -> str:
+    """SQL that INSERTs one ``bulk_operations/finish`` outbox row per row of ``source`` (the
+    RETURNING of a transition's UPDATE). The payload is Shopify's, lowercase values and all,
+    plus counts, size, sha256 and tenant; ``admin_graphql_api_id`` is bulkops.ids' global id."""
+    return f"""INSERT INTO outbox (topic, key, payload)
+        SELECT '{EVENTS_TOPIC}', e.tenant_id::text, jsonb_build_object(
+                   'topic', '{FINISH_EVENT}',
+                   'admin_graphql_api_id', encode(convert_to('BulkOperation:' || e.id, 'UTF8'), 'base64'),
+                   'status', lower({status}), 'error_code', lower(e.error_code),
+                   'created_at', {_rfc3339("e.created_at")},
+                   'completed_at', {_rfc3339("e.completed_at")}, 'type', lower(e.type),
+                   'object_count', e.object_count, 'root_object_count', e.root_object_count,
+                   'file_size', e.file_size, 'sha256', e.sha256, 'tenant_id', e.tenant_id)
+          FROM {source} e WHERE {where}"""
+
+
+async def _wake_relay(conn: asyncpg.Connection) -> None:
+    """Tell the outbox relay an event is waiting. Only a hint: the relay also polls every
+    second, so a NOTIFY lost to a dropped connection delays the event but never loses it."""
+    with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
 async def submit(
@@ -199,16 +238,20 @@ async def cancel(conn: asyncpg.Connection, tenant_id: int, op_id: int) -> Operat
     """CREATED -> CANCELED at once; RUNNING -> CANCELING (the worker finishes it). Returns None
     if there is no such operation for this tenant; raises NotCancelable if it has ended."""
     row = await conn.fetchrow(
-        """UPDATE bulk_operations
+        f"""WITH u AS (
+            UPDATE bulk_operations
               SET status = CASE status WHEN 'CREATED' THEN 'CANCELED' ELSE 'CANCELING' END,
                   completed_at = CASE status WHEN 'CREATED' THEN clock_timestamp() END,
                   updated_at = clock_timestamp()
             WHERE id = $1 AND tenant_id = $2 AND status IN ('CREATED', 'RUNNING')
-        RETURNING *""",
+        RETURNING *), ev AS ({_finish_event("u", where="e.status = 'CANCELED'")})
+        SELECT * FROM u""",
         op_id,
         tenant_id,
     )
     if row is not None:
+        if row["status"] == Status.CANCELED:
+            await _wake_relay(conn)
         return Operation.from_row(row)
     op = await get(conn, tenant_id, op_id)
     if op is None:
@@ -308,16 +351,21 @@ async def complete(
     sha256: str | None, storage_url: str | None, ttl: timedelta, attempt: int,
 ) -> Operation | None:  # fmt: skip
     row = await conn.fetchrow(
-        """UPDATE bulk_operations
+        f"""WITH u AS (
+            UPDATE bulk_operations
               SET status = 'COMPLETED', completed_at = clock_timestamp(), updated_at = clock_timestamp(),
                   object_count = $2, root_object_count = $3, file_size = $4, sha256 = $5,
                   storage_url = $6, partial = false, checkpoint = NULL,
                   url_expires_at = CASE WHEN $6::text IS NULL THEN NULL ELSE clock_timestamp() + $7::interval END
             WHERE id = $1 AND status = 'RUNNING' AND attempts = $8
-        RETURNING *""",
+        RETURNING *), ev AS ({_finish_event("u")})
+        SELECT * FROM u""",
         op_id, objects, roots, size, sha256, storage_url, ttl, attempt,
     )  # fmt: skip
-    return None if row is None else Operation.from_row(row)
+    if row is None:
+        return None
+    await _wake_relay(conn)
+    return Operation.from_row(row)
 
 
 async def fail(
@@ -327,29 +375,39 @@ async def fail(
 ) -> Operation | None:  # fmt: skip
     """FAILED; ``attempt`` fences a worker, None is the reaper's final word."""
     row = await conn.fetchrow(
-        """UPDATE bulk_operations
+        f"""WITH u AS (
+            UPDATE bulk_operations
               SET status = 'FAILED', completed_at = clock_timestamp(), updated_at = clock_timestamp(),
                   error_code = $2, error_message = $3, object_count = $4, root_object_count = $5,
                   file_size = $6, sha256 = $7, storage_url = $8, partial = $8::text IS NOT NULL,
                   url_expires_at = CASE WHEN $8::text IS NULL THEN NULL ELSE clock_timestamp() + $9::interval END
             WHERE id = $1 AND status IN ('CREATED', 'RUNNING', 'CANCELING')
               AND ($10::int IS NULL OR attempts = $10)
-        RETURNING *""",
+        RETURNING *), ev AS ({_finish_event("u")})
+        SELECT * FROM u""",
         op_id, code.value, message, objects, roots, size, sha256, partial_url, ttl, attempt,
     )  # fmt: skip
-    return None if row is None else Operation.from_row(row)
+    if row is None:
+        return None
+    await _wake_relay(conn)
+    return Operation.from_row(row)
 
 
 async def mark_canceled(conn: asyncpg.Connection, op_id: int, attempt: int | None = None) -> None:
-    await conn.execute(
-        """UPDATE bulk_operations
+    result = await conn.execute(
+        f"""WITH u AS (
+            UPDATE bulk_operations
               SET status = 'CANCELED', completed_at = clock_timestamp(), updated_at = clock_timestamp(),
                   storage_url = NULL
             WHERE id = $1 AND status IN ('CREATED', 'RUNNING', 'CANCELING')
-              AND ($2::int IS NULL OR attempts = $2)""",
+              AND ($2::int IS NULL OR attempts = $2)
+        RETURNING *)
+        {_finish_event("u")}""",
         op_id,
         attempt,
     )
+    if result != "INSERT 0 0":  # the UPDATE changed the row, so its event was written
+        await _wake_relay(conn)
 
 
 async def stale(
@@ -379,15 +437,21 @@ async def expire_due(conn: asyncpg.Connection, limit: int = 100) -> list[Operati
     """Claim results whose URL lifetime is over: COMPLETED -> EXPIRED, url dropped. The caller
     deletes the objects (claimed rows are returned as they were before the update)."""
     rows = await conn.fetch(
-        """WITH due AS (
+        f"""WITH due AS (
                SELECT * FROM bulk_operations
                 WHERE storage_url IS NOT NULL AND url_expires_at <= clock_timestamp()
-                ORDER BY url_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+                ORDER BY url_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED),
+           u AS (
            UPDATE bulk_operations b
               SET status = CASE WHEN b.status = 'COMPLETED' THEN 'EXPIRED' ELSE b.status END,
                   storage_url = NULL, updated_at = clock_timestamp()
              FROM due WHERE b.id = due.id
-           RETURNING due.*""",
+           RETURNING due.*),
+           -- a COMPLETED row became EXPIRED (a FAILED one only lost its partial data)
+           ev AS ({_finish_event("u", status="'EXPIRED'", where="e.status = 'COMPLETED'")})
+           SELECT * FROM u""",
         limit,
     )
+    if any(r["status"] == Status.COMPLETED for r in rows):
+        await _wake_relay(conn)
     return [Operation.from_row(r) for r in rows]
