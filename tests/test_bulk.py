@@ -144,6 +144,13 @@ async def test_nested_query_lifecycle(pipeline: BridgeProcess, tenants: dict[str
         else:
             seen.add(line["id"])
     assert op["rootObjectCount"] == len(roots) == 4 and op["objectCount"] == len(got) == 4 + 1_200
+    counts = (await api("query($id: ID!) { bulkOperation(id: $id) { connections { path type objectCount } } }",
+                        id=op["id"]))["bulkOperation"]["connections"]  # fmt: skip
+    assert counts == [
+        {"path": "streamsConnection", "type": "Stream", "objectCount": 4},
+        {"path": "streamsConnection.viewerSessionsConnection", "type": "ViewerSession",
+         "objectCount": 1_200},
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("type_name", sorted(REFERENCE))
@@ -511,6 +518,43 @@ async def test_export_cli(
     bad = await asyncio.to_thread(bulkops_cli, "export", "--query", str(qfile), "--out", str(out),
                                   "--token", "bko_" + "x" * 40, "--url", pipeline.url, check=False)  # fmt: skip
     assert bad.returncode != 0 and "UNAUTHENTICATED" in bad.stderr and "Traceback" not in bad.stderr
+
+
+async def test_export_cli_nests_children_under_their_parents(
+    pipeline: BridgeProcess, tenants: dict[str, Any], tmp_path: Path
+) -> None:
+    """``bulkops export --nest``: one line per stream, its clips and analytics inside, equal to
+    grouping the flat file by __parentId (in order), streams with no children included."""
+    q = ("{ streamsConnection { nodes { id name clipsConnection { nodes { id title } } "
+         "analyticsDailyConnection { nodes { id day totalViews } } } } }")  # fmt: skip
+    qfile = tmp_path / "q.graphql"
+    qfile.write_text(q)
+    flat, nested = tmp_path / "flat.jsonl", tmp_path / "nested.jsonl"
+    for out, extra in ((flat, ()), (nested, ("--nest",))):
+        await asyncio.to_thread(bulkops_cli, "export", "--query", str(qfile), "--out", str(out),
+                                "--token", tenants["a"]["token"], "--url", pipeline.url, "--quiet",
+                                *extra)  # fmt: skip
+    rows = lines(flat.read_bytes())
+    want = []
+    for root in (r for r in rows if "__parentId" not in r):
+        kids: dict[str, list[dict[str, Any]]] = {
+            "clipsConnection": [],
+            "analyticsDailyConnection": [],
+        }
+        for r in rows:
+            if r.get("__parentId") == root["id"]:
+                key = "clipsConnection" if "title" in r else "analyticsDailyConnection"
+                kids[key].append({k: v for k, v in r.items() if k != "__parentId"})
+        want.append({**root, **kids})
+    assert lines(nested.read_bytes()) == want and len(want) == 4
+    assert sum(len(w["clipsConnection"]) for w in want) == 30
+    assert not list(tmp_path.glob("*.flat"))
+    deep = tmp_path / "deep.graphql"
+    deep.write_text("{ streamsConnection { nodes { name clipsConnection { nodes { id } } } } }")
+    refused = await asyncio.to_thread(bulkops_cli, "export", "--query", str(deep), "--out",
+                                      str(nested), "--token", tenants["a"]["token"], "--url",
+                                      pipeline.url, "--nest", check=False)  # fmt: skip
+    assert refused.returncode != 0 and "select id in streamsConnection" in refused.stderr
 
 
 async def test_submission_survives_kafka_being_down(

@@ -365,18 +365,30 @@ def dispatcher() -> None:
 @click.option("--token", envvar="BULKOPS_TOKEN", required=True,
               help="API token (or $BULKOPS_TOKEN).")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def export(query_file: Any, out_path: str, api_url: str | None, token: str, quiet: bool) -> None:
+@click.option("--nest", is_flag=True,
+              help="Write one line per root node with its children nested under each "
+                   "connection's field name, instead of flat lines with __parentId.")  # fmt: skip
+def export(query_file: Any, out_path: str, api_url: str | None, token: str, quiet: bool,
+           nest: bool) -> None:  # fmt: skip
     """Run a bulk operation through the API, show progress, download and verify the result."""
     from pathlib import Path
 
     import httpx
 
+    from bulkops.bulkquery import BulkQueryError, parse_bulk_query
     from bulkops.client import Client, ExportFailed
+    from bulkops.nest import NestError, check_nestable, nest_file
 
+    text = query_file.read()
+    if nest:  # refuse before submitting, not after a long export
+        try:
+            check_nestable(parse_bulk_query(text))
+        except (BulkQueryError, NestError) as exc:
+            raise CliError(str(exc)) from None
     client = Client(api_url or config.load().public_url, token)
     op_id = None
     try:
-        op = client.submit(query_file.read())
+        op = client.submit(text)
         op_id = op["id"]
         op = client.wait(op_id, progress=not quiet)
         if op["status"] != "COMPLETED":
@@ -389,8 +401,17 @@ def export(query_file: Any, out_path: str, api_url: str | None, token: str, quie
             out.write_bytes(b"")
             click.echo(json.dumps({"id": op_id, "objectCount": 0, "file": str(out), "url": None}))
             return
-        client.download(op["url"], out, int(op["fileSize"]), op["sha256"])
-    except ExportFailed as exc:
+        if nest:
+            flat = out.with_name(out.name + ".flat")
+            client.download(op["url"], flat, int(op["fileSize"]), op["sha256"])
+            counts = [int(c["objectCount"]) for c in op.get("connections") or []]
+            try:
+                nest_file(parse_bulk_query(text), counts, flat, out)
+            finally:
+                flat.unlink(missing_ok=True)
+        else:
+            client.download(op["url"], out, int(op["fileSize"]), op["sha256"])
+    except (ExportFailed, NestError) as exc:
         raise CliError(str(exc)) from None
     except httpx.HTTPError as exc:
         raise CliError(f"cannot reach the API: {exc}") from None
@@ -419,7 +440,7 @@ def run_query(tenant: str, query_file: Any, out_url: str) -> None:
 
     from bulkops import db
     from bulkops.bulkquery import BulkQueryError, parse_bulk_query
-    from bulkops.engine import run_export
+    from bulkops.engine import connection_counts, run_export
     from bulkops.planner import plan
     from bulkops.storage import StorageError, locate
     from bulkops.tenants import tenant_id_by_name
@@ -450,6 +471,7 @@ def run_query(tenant: str, query_file: Any, out_url: str) -> None:
                 "sha256": result.sha256,
                 "url": out_url if result.location is not None else None,
                 "snapshotAt": result.snapshot_at.isoformat(),
+                "connections": connection_counts(the_plan, result.connection_counts),
                 "seconds": round(time.perf_counter() - started, 3),
             }
         )

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 
 OP_FIELDS = """id status errorCode errorMessage objectCount rootObjectCount expectedObjectCount
-               percentComplete estimatedSecondsRemaining fileSize sha256 url partialDataUrl"""
+               percentComplete estimatedSecondsRemaining fileSize sha256 url partialDataUrl
+               connections { path type objectCount }"""
 RUN = f"""mutation($q: String!) {{ bulkOperationRunQuery(query: $q) {{
             bulkOperation {{ {OP_FIELDS} }} userErrors {{ field message code }} }} }}"""
 POLL = f"query($id: ID!) {{ bulkOperation(id: $id) {{ {OP_FIELDS} }} }}"

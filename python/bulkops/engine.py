@@ -67,6 +67,8 @@ class Checkpoint:
     object_count: int
     root_object_count: int
     parts: list[Part]
+    #: lines written per connection so far (plan order); None in checkpoints of older versions
+    connection_counts: list[int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         def enc(v: Any) -> Any:
@@ -82,6 +84,7 @@ class Checkpoint:
             "object_count": self.object_count,
             "root_object_count": self.root_object_count,
             "parts": [[p.key, p.size] for p in self.parts],
+            "connection_counts": self.connection_counts,
         }
 
     @classmethod
@@ -100,6 +103,11 @@ class Checkpoint:
             object_count=int(data["object_count"]),
             root_object_count=int(data["root_object_count"]),
             parts=[Part(k, int(n)) for k, n in data["parts"]],
+            connection_counts=(
+                None
+                if data.get("connection_counts") is None
+                else [int(n) for n in data["connection_counts"]]
+            ),
         )
 
 
@@ -108,6 +116,8 @@ class Progress:
     object_count: int = 0
     root_object_count: int = 0
     file_size: int = 0
+    #: lines per connection of the plan, in plan order (the file's sections, in order)
+    connection_counts: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,19 @@ class ExportResult:
     sha256: str | None  #: None when there were no rows (and so no object)
     snapshot_at: datetime
     location: Location | None  #: None when there were no rows
+    #: lines per connection, in plan order; None if resumed from a checkpoint without them
+    connection_counts: list[int] | None = None
+
+
+def connection_counts(the_plan: Plan, counts: list[int] | None) -> list[dict[str, Any]] | None:
+    """``BulkOperation.connections``: each connection of the query with its line count, in
+    the file's order; None when a resumed attempt could not know them."""
+    if counts is None or len(counts) != len(the_plan.connections):
+        return None
+    return [
+        {"path": cp.path, "type": cp.type_name, "objectCount": n}
+        for cp, n in zip(the_plan.connections, counts, strict=True)
+    ]
 
 
 def _prefetch(
@@ -198,7 +221,7 @@ def run_export(
     """
     if isinstance(sink, Location):
         sink = SegmentedSink(sink, tag="1", segment_bytes=DEFAULT_SEGMENT_BYTES)
-    progress = Progress()
+    progress = Progress(connection_counts=[0] * len(plan.connections))
     first_connection, position = 0, None
     if resume is not None:
         first_connection, position = resume.connection, resume.position
@@ -207,13 +230,21 @@ def run_export(
             resume.root_object_count,
         )
         progress.file_size = sink.size
+        progress.connection_counts = (
+            list(resume.connection_counts)
+            if resume.connection_counts is not None
+            and len(resume.connection_counts) == len(plan.connections)
+            else None
+        )
 
     here: dict[str, Any] = {"index": first_connection, "position": position}
 
     def checkpoint() -> None:
         if on_checkpoint is not None:
+            counts = progress.connection_counts
             on_checkpoint(Checkpoint(here["index"], here["position"], progress.object_count,
-                                     progress.root_object_count, list(sink.parts)))  # fmt: skip
+                                     progress.root_object_count, list(sink.parts),
+                                     None if counts is None else list(counts)))  # fmt: skip
 
     def check() -> None:
         reason = should_stop() if should_stop is not None else None
@@ -253,6 +284,8 @@ def run_export(
                             batch.column(k)[last].as_py() for k in conn_plan.key_columns
                         )
                     progress.object_count += batch.num_rows
+                    if progress.connection_counts is not None:
+                        progress.connection_counts[index] += batch.num_rows
                     if conn_plan.is_root:
                         progress.root_object_count += batch.num_rows
                     progress.file_size = sink.size
@@ -293,4 +326,5 @@ def run_export(
         sha256=sha256,
         snapshot_at=snapshot_at,
         location=sink.location if sha256 is not None else None,
+        connection_counts=progress.connection_counts,
     )

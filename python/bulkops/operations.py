@@ -91,11 +91,14 @@ class Operation:
     worker_id: str | None  #: host:pid of the worker running the latest attempt
     checkpoint: Any  #: where a crashed attempt resumes (engine.Checkpoint as JSON)
     slices: int  #: times it yielded its worker slot at a checkpoint (not failures)
+    #: lines per connection in file order, [{"path", "type", "objectCount"}], once it ended
+    connections: Any = None
 
     @classmethod
     def _decode(cls, values: dict[str, Any]) -> dict[str, Any]:
-        if isinstance(values.get("checkpoint"), str):
-            values["checkpoint"] = json.loads(values["checkpoint"])
+        for key in ("checkpoint", "connections"):
+            if isinstance(values.get(key), str):
+                values[key] = json.loads(values[key])
         return values
 
     @classmethod
@@ -349,18 +352,20 @@ async def heartbeat(
 async def complete(
     conn: asyncpg.Connection, op_id: int, *, objects: int, roots: int, size: int,
     sha256: str | None, storage_url: str | None, ttl: timedelta, attempt: int,
+    connections: list[dict[str, Any]] | None = None,
 ) -> Operation | None:  # fmt: skip
     row = await conn.fetchrow(
         f"""WITH u AS (
             UPDATE bulk_operations
               SET status = 'COMPLETED', completed_at = clock_timestamp(), updated_at = clock_timestamp(),
                   object_count = $2, root_object_count = $3, file_size = $4, sha256 = $5,
-                  storage_url = $6, partial = false, checkpoint = NULL,
+                  storage_url = $6, partial = false, checkpoint = NULL, connections = $9::jsonb,
                   url_expires_at = CASE WHEN $6::text IS NULL THEN NULL ELSE clock_timestamp() + $7::interval END
             WHERE id = $1 AND status = 'RUNNING' AND attempts = $8
         RETURNING *), ev AS ({_finish_event("u")})
         SELECT * FROM u""",
         op_id, objects, roots, size, sha256, storage_url, ttl, attempt,
+        None if connections is None else json.dumps(connections),
     )  # fmt: skip
     if row is None:
         return None
@@ -371,7 +376,7 @@ async def complete(
 async def fail(
     conn: asyncpg.Connection, op_id: int, code: ErrorCode, message: str, *, objects: int = 0,
     roots: int = 0, size: int = 0, sha256: str | None = None, partial_url: str | None = None,
-    ttl: timedelta, attempt: int | None = None,
+    ttl: timedelta, attempt: int | None = None, connections: list[dict[str, Any]] | None = None,
 ) -> Operation | None:  # fmt: skip
     """FAILED; ``attempt`` fences a worker, None is the reaper's final word."""
     row = await conn.fetchrow(
@@ -380,12 +385,14 @@ async def fail(
               SET status = 'FAILED', completed_at = clock_timestamp(), updated_at = clock_timestamp(),
                   error_code = $2, error_message = $3, object_count = $4, root_object_count = $5,
                   file_size = $6, sha256 = $7, storage_url = $8, partial = $8::text IS NOT NULL,
-                  url_expires_at = CASE WHEN $8::text IS NULL THEN NULL ELSE clock_timestamp() + $9::interval END
+                  url_expires_at = CASE WHEN $8::text IS NULL THEN NULL ELSE clock_timestamp() + $9::interval END,
+                  connections = CASE WHEN $8::text IS NULL THEN NULL ELSE $11::jsonb END
             WHERE id = $1 AND status IN ('CREATED', 'RUNNING', 'CANCELING')
               AND ($10::int IS NULL OR attempts = $10)
         RETURNING *), ev AS ({_finish_event("u")})
         SELECT * FROM u""",
         op_id, code.value, message, objects, roots, size, sha256, partial_url, ttl, attempt,
+        None if connections is None else json.dumps(connections),
     )  # fmt: skip
     if row is None:
         return None

@@ -36,6 +36,7 @@ from bulkops.engine import (
     ExportYielded,
     FileTooLarge,
     Progress,
+    connection_counts,
     run_export,
 )
 from bulkops.intake import RUN_JOB, job_id, redis_settings
@@ -113,6 +114,7 @@ async def _run(ctx: dict[str, Any], op_id: int) -> str:
     def on_progress(p: Progress) -> None:
         progress.object_count, progress.root_object_count = p.object_count, p.root_object_count
         progress.file_size = p.file_size
+        progress.connection_counts = p.connection_counts and list(p.connection_counts)
 
     export = asyncio.create_task(asyncio.to_thread(
         run_export, the_plan, settings.database_url, sink,
@@ -203,8 +205,9 @@ async def _run(ctx: dict[str, Any], op_id: int) -> str:
             if code is ErrorCode.INTERNAL_SERVER_ERROR:
                 log.error("operation %d failed", op_id, exc_info=exc)
             owned = await operations.fail(
-                conn, op_id, code, message, partial_url=partial, ttl=ttl, attempt=attempt, **counts
-            )
+                conn, op_id, code, message, partial_url=partial, ttl=ttl, attempt=attempt,
+                connections=connection_counts(the_plan, progress.connection_counts), **counts,
+            )  # fmt: skip
             if owned is not None:  # still this attempt's operation: its parts can go
                 sink.sweep()
             return code.value
@@ -212,6 +215,7 @@ async def _run(ctx: dict[str, Any], op_id: int) -> str:
             conn, op_id, objects=result.object_count, roots=result.root_object_count,
             size=result.file_size, sha256=result.sha256,
             storage_url=url if result.location is not None else None, ttl=ttl, attempt=attempt,
+            connections=connection_counts(the_plan, result.connection_counts),
         )  # fmt: skip
         if done is None:  # canceled at the very end (the cancel wins) or superseded
             if result.location is not None:

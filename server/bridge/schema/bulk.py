@@ -55,6 +55,17 @@ class UserError:
     code: BulkOperationUserErrorCode
 
 
+@strawberry.type(description="One connection of a bulk query and the lines it wrote.")
+class BulkOperationConnectionCount:
+    path: str = strawberry.field(
+        description="The connection in the query, e.g. streamsConnection.clipsConnection."
+    )
+    type: str = strawberry.field(description="The node type of its lines.")
+    object_count: BigInt = strawberry.field(  # type: ignore[valid-type]
+        description="Lines of this connection in the file; they are contiguous, in this list's order."
+    )
+
+
 @strawberry.type(description="An asynchronous export of a query's nodes as JSONL.")
 class BulkOperation(Node):
     status: BulkOperationStatus  # type: ignore[valid-type]
@@ -83,6 +94,10 @@ class BulkOperation(Node):
     url_expires_at: Time | None  # type: ignore[valid-type]
     snapshot_at: Time | None = strawberry.field(  # type: ignore[valid-type]
         description="Every line reflects the data as of this instant (one consistent snapshot)."
+    )
+    connections: list[BulkOperationConnectionCount] | None = strawberry.field(
+        description="Each connection of the query with its line count, in the file's order "
+        "(root first); set once the operation has a file. Reconcile what you read against it."
     )
 
 
@@ -119,6 +134,14 @@ def to_gql(ctx: Context, op: Operation) -> BulkOperation:
         partial_data_url=link if op.partial else None,
         url_expires_at=op.url_expires_at if link else None,
         snapshot_at=op.snapshot_at,
+        connections=None
+        if op.connections is None
+        else [
+            BulkOperationConnectionCount(
+                path=c["path"], type=c["type"], object_count=int(c["objectCount"])
+            )
+            for c in op.connections
+        ],
     )
 
 
