@@ -38,8 +38,11 @@ TEST_ENV = {
     "BULKOPS_SEGMENT_BYTES": str(4 * 1024 * 1024),
     "BULKOPS_SLICE_S": "2",
 }
-for _k, _v in TEST_ENV.items():
-    os.environ.setdefault(_k, _v)
+# Forced, not setdefault: a BULKOPS_* left in the shell (a demo's, the benchmarks') must never
+# point the suite, which restarts services and deletes tenants, at another instance.
+for _k in [k for k in os.environ if k.startswith("BULKOPS_")]:
+    del os.environ[_k]
+os.environ.update(TEST_ENV)
 
 import asyncpg  # noqa: E402
 
