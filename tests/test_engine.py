@@ -266,3 +266,37 @@ async def test_sql_injection_through_filters_is_inert(
 def test_unplannable_input_is_rejected_naming_the_field(query: str, fragment: str) -> None:
     with pytest.raises(BulkQueryError, match=fragment):
         parse_bulk_query(query)
+
+
+async def test_snapshot_is_repeatable_read(settings: Settings, tenant: dict[str, int]) -> None:
+    """Every statement of one Snapshot reads the same snapshot: a row committed by another
+    session after the snapshot was taken is invisible to it, and its time is the first one."""
+    from bulkops.fetch import Snapshot
+
+    count_sql = (
+        f"SELECT count(*) AS n, now() AS t FROM audit_events WHERE tenant_id = {tenant['b']}"
+    )
+
+    def count(snap: Snapshot) -> tuple[int, datetime]:
+        (row,) = [r for b in snap.batches(count_sql) for r in b.to_pylist()]
+        return row["n"], row["t"]
+
+    conn = await asyncpg.connect(settings.database_url)
+    row_id = None
+    try:
+        with Snapshot(settings.database_url) as snap:
+            before, t0 = await asyncio.to_thread(count, snap)
+            row_id = await conn.fetchval(
+                """INSERT INTO audit_events (tenant_id, event_type, actor_type, actor_id,
+                                             resource_type, resource_id, created_at)
+                   VALUES ($1, 'late', 'user', 'u', 'r', 'r1', now()) RETURNING id""",
+                tenant["b"],
+            )
+            after, t1 = await asyncio.to_thread(count, snap)
+        assert (after, t1) == (before, t0) and t0 == snap.taken_at
+        with Snapshot(settings.database_url) as fresh:
+            assert (await asyncio.to_thread(count, fresh))[0] == before + 1
+    finally:
+        if row_id is not None:
+            await conn.execute("DELETE FROM audit_events WHERE id = $1", row_id)
+        await conn.close()

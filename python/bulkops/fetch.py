@@ -21,18 +21,13 @@ DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
 
 class Snapshot:
     def __init__(self, database_url: str, batch_bytes: int = DEFAULT_BATCH_BYTES) -> None:
-        self._conn: Any = pg.connect(database_url)
-        self._conn.adbc_connection.set_options(
-            **{
-                "adbc.connection.transaction.isolation_level": (
-                    "adbc.connection.transaction.isolation.repeatable_read"
-                )
-            }
-        )
+        self._conn: Any = pg.connect(database_url)  # not autocommit: one open transaction
         self.batch_bytes = batch_bytes
         self._current: Any = None
         cur = self._conn.cursor()
-        cur.execute("SELECT now() AS snapshot_at")  # pins the snapshot: first statement
+        # Plain SQL rather than ADBC's isolation option, which the pinned driver lacks.
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute("SELECT now() AS snapshot_at")  # pins the snapshot: first query
         self.taken_at: datetime = cur.fetch_arrow_table().column(0)[0].as_py()
         cur.close()
 
