@@ -74,6 +74,7 @@ def measure_export_baseline(tenant_id: int, settings: Settings, out_path: Path) 
             ),
         },
         ROUNDS,
+        setup={"export": lambda: out_path.unlink(missing_ok=True)},
     )
     return ExportBaseline(
         sql=sql,

@@ -105,13 +105,18 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
-def best_of_alternating(runs: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
+def best_of_alternating(runs: dict[str, Callable[[], Any]], rounds: int,
+                        setup: dict[str, Callable[[], Any]] | None = None) -> dict[str, float]:  # fmt: skip
     """Run each callable ``rounds`` times, interleaved (a, b, c, a, b, c, ...); best time each.
 
-    Interleaving spreads the machine's background noise over every contender alike."""
+    Interleaving spreads the machine's background noise over every contender alike.
+    ``setup[name]``, if given, runs untimed before each of that contender's runs (e.g. removing
+    the previous output, whose unlink would otherwise be charged to the next run)."""
     best = {name: float("inf") for name in runs}
     for _ in range(rounds):
         for name, fn in runs.items():
+            if setup and name in setup:
+                setup[name]()
             seconds, _ = timed(fn)
             best[name] = min(best[name], seconds)
     return best

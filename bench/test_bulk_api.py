@@ -55,6 +55,7 @@ def test_bulk_export_through_the_api(pipeline: str, bench_tenant: Any, settings:
             ),
         },
         rounds=3,
+        setup={"api": lambda: out.unlink(missing_ok=True)},
     )
     assert _lines(out) == bench_tenant.sessions
     RESULTS.add(SECTION, "API export (submit->downloaded+verified) / COPY binary", best["api"] / best["copy_binary"],

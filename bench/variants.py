@@ -93,15 +93,9 @@ class BenchSnapshot:
     def __init__(self, database_url: str, batch_bytes: int = DEFAULT_BATCH_BYTES,
                  snapshot_id: str | None = None) -> None:  # fmt: skip
         self._conn: Any = pg.connect(database_url)
-        self._conn.adbc_connection.set_options(
-            **{
-                "adbc.connection.transaction.isolation_level": (
-                    "adbc.connection.transaction.isolation.repeatable_read"
-                )
-            }
-        )
         self.batch_bytes = batch_bytes
         cur = self._conn.cursor()
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # as fetch.Snapshot
         if snapshot_id is None:
             cur.execute("SELECT now()")  # the first statement pins the snapshot
             cur.fetch_arrow_table()

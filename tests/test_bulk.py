@@ -520,6 +520,41 @@ async def test_export_cli(
     assert bad.returncode != 0 and "UNAUTHENTICATED" in bad.stderr and "Traceback" not in bad.stderr
 
 
+async def test_export_cli_waits_for_a_free_slot(
+    pipeline: BridgeProcess, tenants: dict[str, Any], tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """With every slot taken, ``bulkops export`` fails with LIMIT_REACHED at once under
+    ``--wait-for-slot 0``, and otherwise retries until a slot frees up, then runs."""
+    b = tenants["b"]
+    await db.execute("UPDATE tenants SET max_concurrent_bulk_operations = 1 WHERE id = $1", b["id"])
+    # The slot's holder: a RUNNING row no worker will touch, ended by the test when it likes.
+    holder = await _direct_operation(db, b["id"], "{ streamsConnection { nodes { id } } }")
+    await db.execute("UPDATE bulk_operations SET status = 'RUNNING' WHERE id = $1", holder)
+    qfile = tmp_path / "q.graphql"
+    qfile.write_text("{ streamsConnection { nodes { id name } } }")
+    out = tmp_path / "streams.jsonl"
+    args = ("export", "--query", str(qfile), "--out", str(out), "--token", b["token"], "--url",
+            pipeline.url)  # fmt: skip
+    try:
+        refused = await asyncio.to_thread(bulkops_cli, *args, "--wait-for-slot", "0", check=False)
+        assert refused.returncode != 0 and "LIMIT_REACHED" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        waiting = asyncio.create_task(
+            asyncio.to_thread(bulkops_cli, *args, "--wait-for-slot", "60")
+        )
+        await asyncio.sleep(2.5)  # long enough for the client to have been refused and to wait
+        assert not waiting.done()
+        await db.execute("UPDATE bulk_operations SET status = 'FAILED' WHERE id = $1", holder)
+        done = await asyncio.wait_for(waiting, 60)
+        assert "waiting for a free slot" in done.stderr
+        assert json.loads(done.stdout)["objectCount"] == 2 and len(lines(out.read_bytes())) == 2
+    finally:
+        await db.execute("DELETE FROM bulk_operations WHERE id = $1", holder)
+        await db.execute(
+            "UPDATE tenants SET max_concurrent_bulk_operations = NULL WHERE id = $1", b["id"]
+        )
+
+
 async def test_export_cli_nests_children_under_their_parents(
     pipeline: BridgeProcess, tenants: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -368,8 +368,12 @@ def dispatcher() -> None:
 @click.option("--nest", is_flag=True,
               help="Write one line per root node with its children nested under each "
                    "connection's field name, instead of flat lines with __parentId.")  # fmt: skip
+@click.option("--wait-for-slot", "slot_wait_s", type=click.FloatRange(0), default=600,
+              show_default=True,
+              help="Seconds to keep retrying while the tenant's concurrent operations are all "
+                   "taken (LIMIT_REACHED); 0 fails at once.")  # fmt: skip
 def export(query_file: Any, out_path: str, api_url: str | None, token: str, quiet: bool,
-           nest: bool) -> None:  # fmt: skip
+           nest: bool, slot_wait_s: float) -> None:  # fmt: skip
     """Run a bulk operation through the API, show progress, download and verify the result."""
     from pathlib import Path
 
@@ -388,7 +392,7 @@ def export(query_file: Any, out_path: str, api_url: str | None, token: str, quie
     client = Client(api_url or config.load().public_url, token)
     op_id = None
     try:
-        op = client.submit(text)
+        op = client.submit_when_free(text, slot_wait_s, progress=not quiet)
         op_id = op["id"]
         op = client.wait(op_id, progress=not quiet)
         if op["status"] != "COMPLETED":

@@ -29,6 +29,10 @@ class ExportFailed(RuntimeError):
     pass
 
 
+class NoFreeSlot(ExportFailed):
+    """Every userError was LIMIT_REACHED: the tenant's concurrent operations are all taken."""
+
+
 class Client:
     def __init__(self, url: str, token: str, timeout_s: float = 60) -> None:
         self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s,
@@ -52,11 +56,33 @@ class Client:
 
     def submit(self, query: str) -> Any:
         payload = self.graphql(RUN, q=query)["bulkOperationRunQuery"]
-        if payload["userErrors"]:
-            raise ExportFailed(
-                "; ".join(f"{e['code']}: {e['message']}" for e in payload["userErrors"])
-            )
+        errors = payload["userErrors"]
+        if errors:
+            message = "; ".join(f"{e['code']}: {e['message']}" for e in errors)
+            if all(e["code"] == "LIMIT_REACHED" for e in errors):
+                raise NoFreeSlot(message)
+            raise ExportFailed(message)
         return payload["bulkOperation"]
+
+    def submit_when_free(self, query: str, wait_s: float, progress: bool = True) -> Any:
+        """Submit; while every slot is taken (LIMIT_REACHED), try again for up to ``wait_s``.
+
+        Shopify leaves "wait or cancel the previous one" to every client; this is that loop,
+        once. Retries start at 1 s and ease to 5 s: each is one charged API request."""
+        deadline = time.monotonic() + wait_s
+        delay = 1.0
+        while True:
+            try:
+                return self.submit(query)
+            except NoFreeSlot as exc:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise
+                if progress:
+                    sys.stderr.write(f"\rwaiting for a free slot ({remaining:.0f} s left): {exc}")
+                    sys.stderr.flush()
+                time.sleep(min(delay, remaining))
+                delay = min(5.0, delay * 1.5)
 
     def wait(self, op_id: str, progress: bool = True, poll_s: float = 0.5) -> Any:
         """Poll until the operation ends: every 0.1 s at first, easing to ``poll_s``, so a

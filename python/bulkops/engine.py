@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -208,6 +209,7 @@ def run_export(
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
     resume: Checkpoint | None = None,
     max_file_bytes: int | None = None,
+    deadline: float | None = None,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
 ) -> ExportResult:
     """Run ``plan`` into ``sink`` (or a fresh sink on a Location).
@@ -217,7 +219,9 @@ def run_export(
     and raises ExportStopped. ``on_start`` receives the number of lines the export will write,
     counted in its snapshot, and the snapshot time. Whenever a part is closed, ``on_checkpoint``
     receives where to ``resume`` from: the connection, the keyset position of its last line,
-    the counts and the parts.
+    the counts and the parts. ``max_file_bytes`` and ``deadline`` (a ``time.monotonic()``
+    instant) are checked after every batch, so an export past either keeps at least the lines
+    it wrote: FileTooLarge, or ExportStopped("timeout").
     """
     if isinstance(sink, Location):
         sink = SegmentedSink(sink, tag="1", segment_bytes=DEFAULT_SEGMENT_BYTES)
@@ -295,6 +299,8 @@ def run_export(
                         raise FileTooLarge(
                             f"the export passed the maximum file size of {max_file_bytes} bytes"
                         )
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise ExportStopped("timeout")
                     if sink.segment_full() and batch.num_rows:
                         sink.roll()
                         checkpoint()
@@ -308,6 +314,7 @@ def run_export(
     except ExportYielded:
         sink.roll()
         checkpoint()
+        sink.abandon()  # closes the part files; every byte written is in the checkpoint
         raise
     except BaseException as exc:
         if database_unavailable(exc):  # a restart: the attempt is retried from its checkpoint

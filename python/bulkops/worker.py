@@ -16,11 +16,10 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import obstore
 from arq import Retry, cron, func
 from arq.constants import default_queue_name, in_progress_key_prefix
 from arq.worker import Worker
@@ -43,7 +42,7 @@ from bulkops.intake import RUN_JOB, job_id, redis_settings
 from bulkops.operations import ErrorCode, Status
 from bulkops.outages import database_unavailable
 from bulkops.planner import plan
-from bulkops.storage import Location, SegmentedSink, delete, join, locate
+from bulkops.storage import Location, SegmentedSink, delete, join, locate, parts_intact
 
 log = logging.getLogger("bulkops.worker")
 
@@ -109,7 +108,10 @@ async def _run(ctx: dict[str, Any], op_id: int) -> str:
     stop_reason: list[str | None] = [None]
     started: dict[str, Any] = {}
     checkpoints: list[Checkpoint] = []
-    deadline = time.monotonic() + settings.max_run_s
+    # BULKOPS_MAX_RUN_S counts from the first start: neither a resumed attempt nor a time
+    # slice gets a fresh allowance.
+    ran_s = (datetime.now(UTC) - op.started_at).total_seconds() if op.started_at else 0.0
+    deadline = time.monotonic() + settings.max_run_s - max(0.0, ran_s)
 
     def on_progress(p: Progress) -> None:
         progress.object_count, progress.root_object_count = p.object_count, p.root_object_count
@@ -124,6 +126,7 @@ async def _run(ctx: dict[str, Any], op_id: int) -> str:
         on_checkpoint=checkpoints.append,
         resume=resume,
         max_file_bytes=settings.max_file_bytes,
+        deadline=deadline,
     ))  # fmt: skip
     recorded_start = False
     saved: list[Checkpoint | None] = [None]
@@ -262,13 +265,7 @@ def _resumable(op: operations.Operation, location: Location) -> Checkpoint | Non
     if not op.checkpoint:
         return None
     checkpoint = Checkpoint.from_json(op.checkpoint)
-    for part in checkpoint.parts:
-        try:
-            if obstore.head(location.store, part.key)["size"] != part.size:
-                return None
-        except FileNotFoundError:
-            return None
-    return checkpoint
+    return checkpoint if parts_intact(location, checkpoint.parts) else None
 
 
 async def reap_stale(ctx: dict[str, Any]) -> int:
