@@ -127,7 +127,16 @@ async def test_full_lifecycle(
     # Range requests resume a download
     async with httpx.AsyncClient() as c:
         part = await c.get(op["url"], headers={"Range": "bytes=10-99"})
+        rest = await c.get(op["url"], headers={"Range": "bytes=100-"})
+        head = await c.head(op["url"])
+        whole = await c.get(op["url"])
     assert part.status_code == 206 and part.content == data[10:100]
+    assert part.headers["Content-Range"] == f"bytes 10-99/{len(data)}"
+    assert rest.status_code == 206 and rest.content == data[100:]
+    # the size is announced up front (no chunked framing), on GET and HEAD alike
+    assert head.status_code == 200 and head.headers["Content-Length"] == str(len(data))
+    assert whole.headers["Content-Length"] == str(len(data)) and whole.content == data
+    assert "chunked" not in whole.headers.get("Transfer-Encoding", "")
 
 
 async def test_nested_query_lifecycle(pipeline: BridgeProcess, tenants: dict[str, Any]) -> None:
@@ -515,6 +524,10 @@ async def test_export_cli(
     summary = json.loads(result.stdout)
     assert summary["objectCount"] == 30 and out.stat().st_size == summary["fileSize"]
     assert lines(out.read_bytes()) == _nan(await expected(db, "Clip", tenants["a"]["id"]))
+    to_device = await asyncio.to_thread(bulkops_cli, "export", "--query", str(qfile), "--out",
+                                        "/dev/null", "--token", tenants["a"]["token"], "--url",
+                                        pipeline.url, "--quiet")  # fmt: skip
+    assert json.loads(to_device.stdout)["sha256"] == summary["sha256"]  # verified on the way
     bad = await asyncio.to_thread(bulkops_cli, "export", "--query", str(qfile), "--out", str(out),
                                   "--token", "bko_" + "x" * 40, "--url", pipeline.url, check=False)  # fmt: skip
     assert bad.returncode != 0 and "UNAUTHENTICATED" in bad.stderr and "Traceback" not in bad.stderr

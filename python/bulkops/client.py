@@ -7,11 +7,16 @@ and is checked against the operation's fileSize and sha256.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import http.client
+import os
+import stat
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -97,36 +102,81 @@ class Client:
                 if progress:
                     sys.stderr.write("\n")
                 return op
-            time.sleep(delay)
+            eta = op.get("estimatedSecondsRemaining")
+            # near the end, poll when the server expects it to be done, not a full step later
+            time.sleep(delay if eta is None else min(delay, max(0.05, eta)))
             delay = min(poll_s, delay * 1.5)
 
     def cancel(self, op_id: str) -> None:
         self.graphql(CANCEL, id=op_id)
 
     def download(self, url: str, out: Path, size: int, sha256: str) -> None:
-        """Stream to ``out``; resume with Range after a dropped connection; verify."""
-        digest = hashlib.sha256()
-        written = 0
+        """Stream to ``out``; resume with Range after a dropped connection; verify.
+
+        Plain http.client reading into one reused 8 MiB buffer: httpx's iterators cost about
+        1.5x the CPU for a 442 MB file, and this CPU is the client's share of an export."""
         with out.open("wb") as fh:
+            _reserve(fh, size, out)
+            dl = _Download(url, fh)
             for _attempt in range(5):
-                headers = {"Range": f"bytes={written}-"} if written else {}
                 try:
-                    with httpx.stream("GET", url, headers=headers, timeout=60) as resp:
-                        if resp.status_code not in (200, 206):
-                            raise ExportFailed(
-                                f"download failed: HTTP {resp.status_code} {resp.read()[:200]!r}"
-                            )
-                        for chunk in resp.iter_bytes(1 << 20):
-                            fh.write(chunk)
-                            digest.update(chunk)
-                            written += len(chunk)
+                    dl.fetch()
                     break
-                except httpx.TransportError:
+                except (OSError, http.client.HTTPException):  # dropped: resume where it broke
                     continue
-        if written != size:
-            raise ExportFailed(f"downloaded {written} bytes but the operation reports {size}")
-        if digest.hexdigest() != sha256:
+            if stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                fh.truncate(dl.offset)  # a short download leaves no reserved zeros behind
+        if dl.offset != size:
+            raise ExportFailed(f"downloaded {dl.offset} bytes but the operation reports {size}")
+        if dl.digest.hexdigest() != sha256:
             raise ExportFailed("the downloaded file's sha256 does not match the operation's")
+
+
+def _reserve(fh: BinaryIO, size: int, out: Path) -> None:
+    """Claim a regular file's space up front: a full disk fails now, not 400 MB in (and the
+    file system allocates once). Pipes and devices (``--out /dev/stdout``) are left alone."""
+    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode) or size == 0:
+        return
+    try:
+        os.posix_fallocate(fh.fileno(), 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise ExportFailed(f"no room for {size} bytes at {out}: {exc.strerror}") from None
+        # EOPNOTSUPP and the like: the file system cannot reserve; just write
+
+
+class _Download:
+    """One file's download: what has arrived (``offset``) and its running sha256."""
+
+    BUFFER_BYTES = 8 << 20
+
+    def __init__(self, url: str, fh: BinaryIO) -> None:
+        self.url, self.fh = urlsplit(url), fh
+        self.offset = 0
+        self.digest = hashlib.sha256()
+        self._buf = memoryview(bytearray(self.BUFFER_BYTES))
+
+    def fetch(self) -> None:
+        """GET the rest (from ``offset``), appending to the file and the digest."""
+        u = self.url
+        conn_type = (
+            http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+        )
+        conn = conn_type(u.hostname or "", u.port, timeout=60)
+        try:
+            target = u.path + (f"?{u.query}" if u.query else "")
+            headers = {"Range": f"bytes={self.offset}-"} if self.offset else {}
+            conn.request("GET", target, headers=headers)
+            resp = conn.getresponse()
+            if resp.status not in (200, 206) or (self.offset and resp.status != 206):
+                raise ExportFailed(f"download failed: HTTP {resp.status} {resp.read(200)!r}")
+            while n := resp.readinto(self._buf):
+                chunk = self._buf[:n]
+                self.fh.write(chunk)
+                self.digest.update(chunk)
+                self.offset += n
+        finally:
+            conn.close()
 
 
 def _show(op: dict[str, Any], elapsed_s: float) -> None:

@@ -200,16 +200,39 @@ async def serve_download(request: Request, token: str) -> HTTPResponse | Respons
             byte_range = ContentRangeHandler(request, stats)
         except RangeNotSatisfiable:
             return http_error(416, "the requested range is outside the file", BAD_REQUEST)
-    if request.method == "HEAD":
-        return response.empty(headers={**headers, "Content-Length": str(stats.st_size)})
-    return await response.file_stream(
-        path,
-        chunk_size=1 << 20,
-        mime_type="application/jsonl",
-        headers=headers,
-        filename=f"bulk-operation-{op_id}.jsonl",
-        _range=byte_range,
-    )
+    if request.method == "HEAD":  # 200 with the size, as GET would answer (not 204)
+        return HTTPResponse(status=200, headers={**headers, "Content-Length": str(stats.st_size)},
+                            content_type="application/jsonl")  # fmt: skip
+    start, length, status = 0, stats.st_size, 200
+    if byte_range is not None:
+        start, length, status = int(byte_range.start or 0), int(byte_range.size or 0), 206
+        headers["Content-Range"] = f"bytes {byte_range.start}-{byte_range.end}/{byte_range.total}"
+    headers["Content-Length"] = str(length)
+    headers["Content-Disposition"] = f'attachment; filename="bulk-operation-{op_id}.jsonl"'
+    return ResponseStream(
+        partial(_send_file, path, start, length), status=status, headers=headers,
+        content_type="application/jsonl",
+    )  # fmt: skip
+
+
+#: read size of downloads: 1 MiB reads cost twice the CPU of curl's download for 442 MB
+DOWNLOAD_CHUNK_BYTES = 8 << 20
+
+
+async def _send_file(path: Path, start: int, length: int, resp: Any) -> None:
+    """Stream ``length`` bytes of ``path`` from ``start``. With Content-Length set there is
+    no chunked framing (Sanic's file_stream sends none), and the client sees the size."""
+    fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
+    try:
+        while length > 0:
+            data = await asyncio.to_thread(os.pread, fd, min(length, DOWNLOAD_CHUNK_BYTES), start)
+            if not data:  # the file shrank under us: end short, the client sees the size
+                break
+            await resp.write(data)
+            start += len(data)
+            length -= len(data)
+    finally:
+        os.close(fd)
 
 
 def create_app(settings: Settings | None = None) -> Sanic:
