@@ -64,7 +64,7 @@ def test_export_variants(bench_tenant: Any, settings: Settings, exports_dir: Pat
         "pipeline": (pipe, "bench copy of the export loop: 8 MiB batches, prefetch depth 2"),
         "lower bound: fetch only": (lambda: pipe(stop_after="fetch"), "ADBC batches drained"),
         "lower bound: fetch + encode": (lambda: pipe(stop_after="encode"), "nothing written"),
-        "batch_bytes 2 MiB": (lambda: pipe(batch_bytes=2 * MiB), "fetch.Snapshot(batch_bytes)"),
+        "batch_bytes 8 MiB": (lambda: pipe(batch_bytes=8 * MiB), "fetch.Snapshot(batch_bytes)"),
         "batch_bytes 32 MiB": (lambda: pipe(batch_bytes=32 * MiB), "more memory per batch"),
         "prefetch depth 1": (lambda: pipe(depth=1), "engine._prefetch(depth=)"),
         "prefetch depth 4": (lambda: pipe(depth=4), "engine._prefetch(depth=)"),

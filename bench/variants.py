@@ -30,11 +30,12 @@ import pyarrow as pa
 
 from bulkops.catalog import TYPES
 from bulkops.encoder import JsonlEncoder
+from bulkops.fetch import DEFAULT_BATCH_BYTES
 from bulkops.planner import ConnectionPlan, Plan, sql_literal
 from bulkops.storage import Location
 
 T = TypeVar("T")
-DEFAULT_BATCH_BYTES = 8 * 1024 * 1024  #: fetch.DEFAULT_BATCH_BYTES when this was written
+
 PART_BYTES = 16 * 1024 * 1024  #: storage.PART_BYTES
 SPILL_CHUNK = 16 * 1024 * 1024
 

@@ -16,7 +16,10 @@ from typing import Any
 import adbc_driver_postgresql.dbapi as pg
 import pyarrow as pa
 
-DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
+#: ADBC's batch size hint. With the optimised driver, 1-2 MiB batches export 10-15% faster
+#: than 8 MiB (they stay in cache between decode and encode; `make bench` experiments), and
+#: below ~1 MiB the per-batch Python work starts to show.
+DEFAULT_BATCH_BYTES = 2 * 1024 * 1024
 
 
 class Snapshot:

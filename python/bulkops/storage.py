@@ -2,8 +2,9 @@
 
 A *storage URL* names one object: ``file:///abs/dir/key.jsonl`` (the embedded default) or
 ``s3://bucket/prefix/key.jsonl`` (S3 or a compatible server at ``BULKOPS_S3_ENDPOINT``).
-Writes stream through ``obstore.open_writer``: multipart above the buffer size, so an export is
-never held in memory whole.
+S3 writes stream through ``obstore.open_writer`` (multipart above the buffer size); local
+exports are appended to a file per attempt (see SegmentedSink for why). Either way an export is
+never held in memory whole; reads, listing, deletes and signing go through obstore.
 """
 
 from __future__ import annotations
