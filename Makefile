@@ -42,6 +42,10 @@ demo: build
 	$(BULKOPS) services up bridge dispatcher worker
 	@token=$$($(PY) -c 'import json; print(json.load(open(".local/demo-tenant.json"))["token"])'); \
 	  url=http://127.0.0.1:$${BULKOPS_BRIDGE_PORT:-8000}; \
+	  echo; echo "== a bulk export through the API, end to end =="; \
+	  $(BULKOPS) export --query bench/queries/viewer_sessions.graphql --out .local/demo-sessions.jsonl \
+	    --token $$token --url $$url; \
+	  echo "first line of .local/demo-sessions.jsonl:"; head -c 600 .local/demo-sessions.jsonl | head -1; \
 	  echo; echo "== bulkops is up =="; $(BULKOPS) services status; echo; \
 	  echo "GraphiQL:  $$url/graphql"; \
 	  echo "token:     $$token   (also in .local/demo-tenant.json; shown once)"; echo; \

@@ -58,3 +58,26 @@ async def test_mistakes_are_not_outages(settings: Settings) -> None:
         assert not database_unavailable(adbc_err.value)
     assert not database_unavailable(FileNotFoundError(2, "no such file"))
     assert not database_unavailable(ValueError("bad input"))
+
+
+async def test_a_dispatcher_component_is_restarted_after_an_unexpected_error(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The error that once ended the dispatcher: asyncpg's InternalClientError from a pooled
+    connection left mid-operation by a database restart. The component runs again."""
+    from bulkops.intake import supervise
+
+    stop = asyncio.Event()
+    runs: list[int] = []
+
+    async def component(_: Settings, stop_: asyncio.Event) -> None:
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise asyncpg.exceptions.InternalClientError(
+                "cannot switch to state 12; another operation (2) is in progress"
+            )
+        stop_.set()
+
+    await asyncio.wait_for(supervise("webhooks", component, settings, stop), timeout=10)
+    assert runs == [0, 1] and stop.is_set()
+    assert "webhooks stopped on an unexpected error" in caplog.text

@@ -4,6 +4,7 @@ operations stuck in CANCELING or never picked up, and services restarting under 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -12,6 +13,7 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -147,9 +149,13 @@ async def test_service_restart_during_submissions_and_exports(
     ]
     before = [(await api.run(queries[0]))["bulkOperation"]["id"]]
     if service == "dispatcher":
+        # only this suite's dispatcher (by its BULKOPS_HOME): a running demo's is left alone
+        home = f"BULKOPS_HOME={os.environ['BULKOPS_HOME']}".encode()
         procs = os.popen("pgrep -f 'bulkops.cli -v dispatcher'").read().split()
         for pid in procs:
-            os.kill(int(pid), signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                if home in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    os.kill(int(pid), signal.SIGKILL)
         from tests.conftest import Background
 
         restarted: Any = Background("dispatcher-restarted", "dispatcher")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
 import asyncpg
@@ -192,5 +193,25 @@ async def run_dispatcher(settings: Settings) -> None:
             log.warning("waiting for Kafka to create topics: %s", exc)
             await _sleep_unless(stop, 1.0)
     await asyncio.gather(
-        relay_outbox(settings, stop), dispatch(settings, stop), deliver_webhooks(settings, stop)
+        supervise("outbox relay", relay_outbox, settings, stop),
+        supervise("dispatcher", dispatch, settings, stop),
+        supervise("webhooks", deliver_webhooks, settings, stop),
     )
+
+
+async def supervise(
+    name: str, component: Callable[[Settings, asyncio.Event], Awaitable[None]],
+    settings: Settings, stop: asyncio.Event,
+) -> None:  # fmt: skip
+    """Run ``component`` until ``stop``, restarting it after any error it let through.
+
+    Each component retries the outages it knows (Kafka, PostgreSQL, Redis going away); this
+    catches the rest, e.g. asyncpg's InternalClientError from a pooled connection broken by a
+    database restart, which once ended the whole dispatcher and with it intake and webhooks."""
+    while not stop.is_set():
+        try:
+            await component(settings, stop)
+            return
+        except Exception:
+            log.exception("%s stopped on an unexpected error; restarting it in 1 s", name)
+            await _sleep_unless(stop, 1.0)

@@ -25,14 +25,25 @@ class BadSignature(ValueError):
 
 @functools.cache
 def _key_from_file(path: Path) -> bytes:
+    """The key in ``path``, created by whichever process gets there first. The key is written
+    to a private temporary file and published with link(2), which fails if ``path`` exists:
+    a process starting at the same moment (``serve --workers 2``) never reads a half-written
+    or empty file, and every process ends up with the one key that won."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as fh:
-        key = secrets.token_hex(32).encode()
-        fh.write(key)
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_hex(32).encode())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process published first: use its key
+        finally:
+            tmp.unlink()
+    key = path.read_bytes().strip()
+    if not key:
+        raise RuntimeError(f"{path} is empty: delete it, or set BULKOPS_SECRET_KEY")
     return key
 
 

@@ -112,50 +112,52 @@ async def deliver_webhooks(settings: Settings, stop: asyncio.Event) -> None:
     set; survives Kafka and PostgreSQL outages (an undelivered batch is consumed again)."""
     link_key = secret_key(settings)
     pool: asyncpg.Pool | None = None
-    async with httpx.AsyncClient(timeout=TIMEOUT_S) as http:
-        while not stop.is_set():
-            consumer: AIOKafkaConsumer | None = None
-            try:
-                pool = pool or await asyncpg.create_pool(
-                    settings.database_url, min_size=1, max_size=4
-                )
-                consumer = AIOKafkaConsumer(
-                    EVENTS_TOPIC,
-                    bootstrap_servers=settings.kafka_bootstrap,
-                    group_id=WEBHOOK_GROUP,
-                    enable_auto_commit=False,
-                    auto_offset_reset="earliest",
-                )
-                await consumer.start()
-                while not stop.is_set():
-                    batches = await consumer.getmany(timeout_ms=500, max_records=BATCH_EVENTS)
-                    messages = [m for ms in batches.values() for m in ms]
-                    if not messages:
-                        continue
-                    await asyncio.gather(*(
-                        _notify(pool, http, settings, link_key, stop, m.value, f"{m.partition}-{m.offset}")
-                        for m in messages
-                    ))  # fmt: skip
-                    if stop.is_set():  # a delivery may have been cut short: leave it to the next
-                        break
-                    await consumer.commit(
-                        {
-                            TopicPartition(tp.topic, tp.partition): ms[-1].offset + 1
-                            for tp, ms in batches.items()
-                            if ms
-                        }
+    try:
+        async with httpx.AsyncClient(timeout=TIMEOUT_S) as http:
+            while not stop.is_set():
+                consumer: AIOKafkaConsumer | None = None
+                try:
+                    pool = pool or await asyncpg.create_pool(
+                        settings.database_url, min_size=1, max_size=4
                     )
-            except (
-                OSError, KafkaError, ConnectionError, asyncpg.PostgresError, asyncpg.InterfaceError,
-            ) as exc:  # fmt: skip
-                log.warning("webhooks: %s: %s; retrying", exc.__class__.__name__, exc)
-                await _sleep_unless(stop, 1.0)
-            finally:
-                if consumer is not None:
-                    with suppress(Exception):
-                        await consumer.stop()
-    if pool is not None:
-        await pool.close()
+                    consumer = AIOKafkaConsumer(
+                        EVENTS_TOPIC,
+                        bootstrap_servers=settings.kafka_bootstrap,
+                        group_id=WEBHOOK_GROUP,
+                        enable_auto_commit=False,
+                        auto_offset_reset="earliest",
+                    )
+                    await consumer.start()
+                    while not stop.is_set():
+                        batches = await consumer.getmany(timeout_ms=500, max_records=BATCH_EVENTS)
+                        messages = [m for ms in batches.values() for m in ms]
+                        if not messages:
+                            continue
+                        await asyncio.gather(*(
+                            _notify(pool, http, settings, link_key, stop, m.value, f"{m.partition}-{m.offset}")
+                            for m in messages
+                        ))  # fmt: skip
+                        if stop.is_set():  # a delivery may be cut short: the next one redoes it
+                            break
+                        await consumer.commit(
+                            {
+                                TopicPartition(tp.topic, tp.partition): ms[-1].offset + 1
+                                for tp, ms in batches.items()
+                                if ms
+                            }
+                        )
+                except (
+                    OSError, KafkaError, ConnectionError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                ) as exc:  # fmt: skip
+                    log.warning("webhooks: %s: %s; retrying", exc.__class__.__name__, exc)
+                    await _sleep_unless(stop, 1.0)
+                finally:
+                    if consumer is not None:
+                        with suppress(Exception):
+                            await consumer.stop()
+    finally:  # also after an error the supervisor restarts us from: its connections may be
+        if pool is not None:  # mid-operation, so they are dropped rather than reused
+            pool.terminate()
 
 
 async def _notify(

@@ -18,6 +18,11 @@ class _BulkopsProcess(Service):
     def ensure_installed(self) -> None:
         pass  # it is this package
 
+    def env(self) -> dict[str, str] | None:
+        # The process runs in its own directory: a relative BULKOPS_HOME (the default ".local")
+        # would resolve there, and each process would get its own secret key and exports.
+        return {"BULKOPS_HOME": str(self.settings.home)}
+
     def command(self) -> list[str]:
         return [sys.executable, "-m", "bulkops.cli", "-v", *self.args]
 
