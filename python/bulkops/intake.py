@@ -28,6 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
+from redis.exceptions import RedisError
 
 from bulkops.config import Settings
 from bulkops.operations import EVENTS_TOPIC, NOTIFY_CHANNEL, OPERATIONS_TOPIC
@@ -148,7 +149,7 @@ async def dispatch(settings: Settings, stop: asyncio.Event) -> None:
                         await consumer.commit(
                             {TopicPartition(tp.topic, tp.partition): msg.offset + 1}
                         )
-        except (OSError, KafkaError, ConnectionError) as exc:
+        except (OSError, KafkaError, ConnectionError, RedisError) as exc:
             log.warning("dispatcher: %s: %s; retrying", exc.__class__.__name__, exc)
             await _sleep_unless(stop, 1.0)
         finally:
