@@ -227,6 +227,11 @@ def second_bridge(services: str) -> Iterator[BridgeProcess]:
         proc.stop()
 
 
+#: processes a test started to replace part of the pipeline (a restarted dispatcher); they
+#: serve the rest of the session and are stopped with the pipeline, never left running
+REPLACEMENTS: list[Background] = []
+
+
 @pytest.fixture(scope="session")
 def pipeline(bridge: BridgeProcess) -> Iterator[BridgeProcess]:
     """The whole bulk path: Bridge, dispatcher (outbox relay + Kafka consumer), 2 workers."""
@@ -235,5 +240,5 @@ def pipeline(bridge: BridgeProcess) -> Iterator[BridgeProcess]:
     try:
         yield bridge
     finally:
-        workers.stop()
-        dispatcher.stop()
+        for proc in (workers, dispatcher, *REPLACEMENTS):
+            proc.stop()

@@ -156,29 +156,24 @@ async def test_service_restart_during_submissions_and_exports(
             with contextlib.suppress(OSError):
                 if home in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
                     os.kill(int(pid), signal.SIGKILL)
-        from tests.conftest import Background
+        from tests.conftest import REPLACEMENTS, Background
 
         restarted: Any = Background("dispatcher-restarted", "dispatcher")
+        REPLACEMENTS.append(restarted)  # serves the rest of the session; stopped with it
     else:
         await asyncio.to_thread(bulkops_cli, "services", "down", service)
         restarted = None
     during = [(await api.run(q))["bulkOperation"]["id"] for q in queries[1:]]
     if restarted is None:
         await asyncio.to_thread(bulkops_cli, "services", "up", service)
-    try:
-        for op_id in before + during:
-            op = await api.wait(op_id, timeout_s=120)
-            assert op["status"] == "COMPLETED", (service, op)
-        rows = await db.fetch(
-            "SELECT id, attempts FROM bulk_operations WHERE id = ANY($1::bigint[])",
-            [_pk(i) for i in before + during],
-        )
-        assert all(
-            r["attempts"] <= 2 for r in rows
-        )  # none ran twice to completion: one COMPLETED row each
-    finally:
-        if restarted is not None:
-            pass  # keep it: it replaces the killed dispatcher for the rest of the session
+    for op_id in before + during:
+        op = await api.wait(op_id, timeout_s=120)
+        assert op["status"] == "COMPLETED", (service, op)
+    rows = await db.fetch(
+        "SELECT id, attempts FROM bulk_operations WHERE id = ANY($1::bigint[])",
+        [_pk(i) for i in before + during],
+    )
+    assert all(r["attempts"] <= 2 for r in rows)  # none ran twice to completion
 
 
 async def test_a_long_export_yields_its_slot_and_resumes_identically(

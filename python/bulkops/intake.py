@@ -68,6 +68,13 @@ async def ensure_topics(settings: Settings) -> None:
         await admin.close()
 
 
+#: how often consumers refresh topic metadata (aiokafka's default: 5 min). A consumer that
+#: joins its group while Kafka is still electing partition leaders (just after a restart) is
+#: assigned no partitions, and only a metadata change makes it rejoin: with the default, intake
+#: and webhooks stalled for minutes after a Kafka restart (seen in a full test run).
+METADATA_MAX_AGE_MS = 5_000
+
+
 async def relay_outbox(settings: Settings, stop: asyncio.Event) -> None:
     """Publish pending outbox rows until ``stop`` is set; survives Kafka and Postgres outages."""
     wake = asyncio.Event()
@@ -139,6 +146,7 @@ async def dispatch(settings: Settings, stop: asyncio.Event) -> None:
                 group_id=DISPATCHER_GROUP,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
+                metadata_max_age_ms=METADATA_MAX_AGE_MS,
             )
             await consumer.start()
             while not stop.is_set():

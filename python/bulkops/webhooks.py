@@ -36,7 +36,7 @@ from aiokafka.errors import KafkaError
 
 from bulkops import ids, operations
 from bulkops.config import Settings
-from bulkops.intake import _sleep_unless
+from bulkops.intake import METADATA_MAX_AGE_MS, _sleep_unless
 from bulkops.links import result_url
 from bulkops.operations import EVENTS_TOPIC, FINISH_EVENT
 from bulkops.signing import secret_key
@@ -126,6 +126,7 @@ async def deliver_webhooks(settings: Settings, stop: asyncio.Event) -> None:
                         group_id=WEBHOOK_GROUP,
                         enable_auto_commit=False,
                         auto_offset_reset="earliest",
+                        metadata_max_age_ms=METADATA_MAX_AGE_MS,
                     )
                     await consumer.start()
                     while not stop.is_set():
