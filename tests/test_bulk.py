@@ -353,9 +353,19 @@ async def test_list_is_newest_first_and_filters(
         )
     )["bulkOperations"]
     assert page["nodes"] == [{"id": second["id"]}] and page["pageInfo"]["hasNextPage"]
-    nxt = (await api("query($a: String) { bulkOperations(page: {first: 1, after: $a}) { nodes { id } } }",
+    nxt = (await api("query($a: String) { bulkOperations(page: {first: 1, after: $a}) "
+                     "{ pageInfo { endCursor } nodes { id } } }",
                      a=page["pageInfo"]["endCursor"]))["bulkOperations"]  # fmt: skip
     assert nxt["nodes"] == [{"id": first["id"]}]
+    # reverse: oldest first; a cursor is a position, so after `first` comes `second`
+    oldest = (await api("{ bulkOperations(reverse: true, page: {first: 500}) { nodes { id createdAt } } }"))[
+        "bulkOperations"]["nodes"]  # fmt: skip
+    ids_in_order = [n["id"] for n in oldest]
+    assert [n["createdAt"] for n in oldest] == sorted(n["createdAt"] for n in oldest)
+    assert ids_in_order.index(first["id"]) < ids_in_order.index(second["id"])
+    after_first = (await api("query($a: String) { bulkOperations(reverse: true, page: {first: 1, after: $a}) "
+                             "{ nodes { id } } }", a=nxt["pageInfo"]["endCursor"]))["bulkOperations"]  # fmt: skip
+    assert after_first["nodes"] == [{"id": second["id"]}]
     failed = (await api("{ bulkOperations(status: [FAILED]) { nodes { id } } }"))["bulkOperations"][
         "nodes"
     ]

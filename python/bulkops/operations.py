@@ -213,8 +213,10 @@ async def list_page(
     statuses: list[str] | None = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
+    oldest_first: bool = False,
 ) -> list[Operation]:
-    """Newest first; ``after`` is the (created_at, id) of the last operation already seen."""
+    """Newest first (oldest first with ``oldest_first``, Shopify's ``reverse``); ``after`` is
+    the (created_at, id) of the last operation already seen."""
     clauses, args = ["tenant_id = $1"], [tenant_id]
 
     def arg(value: Any) -> str:
@@ -222,16 +224,18 @@ async def list_page(
         return f"${len(args)}"
 
     if after is not None:
-        clauses.append(f"(created_at, id) < ({arg(after[0])}, {arg(after[1])})")
+        beyond = ">" if oldest_first else "<"
+        clauses.append(f"(created_at, id) {beyond} ({arg(after[0])}, {arg(after[1])})")
     if statuses:
         clauses.append(f"status = ANY({arg(statuses)}::text[])")
     if created_from is not None:
         clauses.append(f"created_at >= {arg(created_from)}")
     if created_to is not None:
         clauses.append(f"created_at < {arg(created_to)}")
+    order = "ASC" if oldest_first else "DESC"
     rows = await conn.fetch(
         f"SELECT * FROM bulk_operations WHERE {' AND '.join(clauses)} "
-        f"ORDER BY created_at DESC, id DESC LIMIT {int(limit)}",
+        f"ORDER BY created_at {order}, id {order} LIMIT {int(limit)}",
         *args,
     )
     return [Operation.from_row(r) for r in rows]

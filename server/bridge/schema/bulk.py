@@ -288,13 +288,15 @@ async def bulk_operations(
     page: Optional[ConnectionInput] = None,  # noqa: UP045
     status: Optional[list[BulkOperationStatus]] = None,  # type: ignore[valid-type]  # noqa: UP045
     created_at: Optional[TimeRangeInput] = None,  # noqa: UP045
+    reverse: bool = False,
 ) -> BulkOperationConnection:
-    """The tenant's operations, newest first."""
+    """The tenant's operations, newest first; ``reverse`` lists them oldest first (as
+    Shopify's ``bulkOperations(reverse:)``). Cursors are positions, valid in either order."""
     ctx: Context = info.context
     p = page or ConnectionInput()
     first = p.first if p.first is not None else DEFAULT_PAGE
     if not 0 <= first <= MAX_PAGE or p.last is not None or p.before is not None:
-        raise coded(f"page: use first (0..{MAX_PAGE}) and after; this list is newest first",
+        raise coded(f"page: use first (0..{MAX_PAGE}) and after (and reverse for oldest first)",
                     BAD_USER_INPUT)  # fmt: skip
     after = None
     if p.after:
@@ -308,7 +310,7 @@ async def bulk_operations(
             conn, ctx.tenant_id, limit=first + 1, after=after,
             statuses=[str(s) for s in status] if status else None,
             created_from=created_at.start if created_at else None,
-            created_to=created_at.end if created_at else None,
+            created_to=created_at.end if created_at else None, oldest_first=reverse,
         )  # fmt: skip
     has_more = len(ops) > first
     ops = ops[:first]
