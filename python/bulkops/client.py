@@ -116,7 +116,9 @@ class Client:
         Plain http.client reading into one reused 8 MiB buffer: httpx's iterators cost about
         1.5x the CPU for a 442 MB file, and this CPU is the client's share of an export."""
         with out.open("wb") as fh:
-            _reserve(fh, size, out)
+            regular = stat.S_ISREG(os.fstat(fh.fileno()).st_mode)  # not /dev/stdout, a pipe...
+            if regular:
+                _reserve(fh, size, out)
             dl = _Download(url, fh)
             for _attempt in range(5):
                 try:
@@ -124,7 +126,7 @@ class Client:
                     break
                 except (OSError, http.client.HTTPException):  # dropped: resume where it broke
                     continue
-            if stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            if regular:
                 fh.truncate(dl.offset)  # a short download leaves no reserved zeros behind
         if dl.offset != size:
             raise ExportFailed(f"downloaded {dl.offset} bytes but the operation reports {size}")
@@ -133,9 +135,9 @@ class Client:
 
 
 def _reserve(fh: BinaryIO, size: int, out: Path) -> None:
-    """Claim a regular file's space up front: a full disk fails now, not 400 MB in (and the
-    file system allocates once). Pipes and devices (``--out /dev/stdout``) are left alone."""
-    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode) or size == 0:
+    """Claim the file's space up front: a full disk fails now, not 400 MB in (and the file
+    system allocates once)."""
+    if size == 0:
         return
     try:
         os.posix_fallocate(fh.fileno(), 0, size)

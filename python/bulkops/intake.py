@@ -75,6 +75,18 @@ async def ensure_topics(settings: Settings) -> None:
 METADATA_MAX_AGE_MS = 5_000
 
 
+def group_consumer(settings: Settings, topic: str, group_id: str) -> AIOKafkaConsumer:
+    """A consumer in ``group_id`` that commits by hand, only after its work is done."""
+    return AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,
+    )
+
+
 async def relay_outbox(settings: Settings, stop: asyncio.Event) -> None:
     """Publish pending outbox rows until ``stop`` is set; survives Kafka and Postgres outages."""
     wake = asyncio.Event()
@@ -140,14 +152,7 @@ async def dispatch(settings: Settings, stop: asyncio.Event) -> None:
         consumer: AIOKafkaConsumer | None = None
         try:
             arq = arq or await create_pool(redis_settings(settings))
-            consumer = AIOKafkaConsumer(
-                OPERATIONS_TOPIC,
-                bootstrap_servers=settings.kafka_bootstrap,
-                group_id=DISPATCHER_GROUP,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                metadata_max_age_ms=METADATA_MAX_AGE_MS,
-            )
+            consumer = group_consumer(settings, OPERATIONS_TOPIC, DISPATCHER_GROUP)
             await consumer.start()
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=500, max_records=100)

@@ -9,6 +9,7 @@ never held in memory whole; reads, listing, deletes and signing go through obsto
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import obstore
+from obstore.exceptions import NotFoundError
 from obstore.store import LocalStore, S3Store
 
 from bulkops.config import Settings
@@ -36,6 +38,10 @@ WRITER_CONCURRENCY = 2
 
 class StorageError(ValueError):
     pass
+
+
+#: what obstore raises for a missing object: FileNotFoundError or NotFoundError, by store
+MISSING = (FileNotFoundError, NotFoundError)
 
 
 @dataclass(frozen=True)
@@ -293,11 +299,7 @@ def parts_intact(location: Location, parts: list[Part]) -> bool:
     for key, length in extents(parts):
         try:
             size = obstore.head(location.store, key)["size"]
-        except FileNotFoundError:
-            return False
-        except Exception as exc:  # obstore raises NotFoundError for local stores
-            if type(exc).__name__ != "NotFoundError":
-                raise
+        except MISSING:
             return False
         if size < length or (size != length and not location.is_local):
             return False
@@ -305,13 +307,8 @@ def parts_intact(location: Location, parts: list[Part]) -> bool:
 
 
 def delete(location: Location) -> None:
-    try:
+    with contextlib.suppress(*MISSING):
         obstore.delete(location.store, location.key)
-    except FileNotFoundError:
-        pass
-    except Exception as exc:  # obstore raises NotFoundError for local stores
-        if type(exc).__name__ != "NotFoundError":
-            raise
 
 
 def sign_get(location: Location, expires_in: timedelta) -> str:

@@ -36,7 +36,7 @@ from aiokafka.errors import KafkaError
 
 from bulkops import ids, operations
 from bulkops.config import Settings
-from bulkops.intake import METADATA_MAX_AGE_MS, _sleep_unless
+from bulkops.intake import _sleep_unless, group_consumer
 from bulkops.links import result_url
 from bulkops.operations import EVENTS_TOPIC, FINISH_EVENT
 from bulkops.signing import secret_key
@@ -120,14 +120,7 @@ async def deliver_webhooks(settings: Settings, stop: asyncio.Event) -> None:
                     pool = pool or await asyncpg.create_pool(
                         settings.database_url, min_size=1, max_size=4
                     )
-                    consumer = AIOKafkaConsumer(
-                        EVENTS_TOPIC,
-                        bootstrap_servers=settings.kafka_bootstrap,
-                        group_id=WEBHOOK_GROUP,
-                        enable_auto_commit=False,
-                        auto_offset_reset="earliest",
-                        metadata_max_age_ms=METADATA_MAX_AGE_MS,
-                    )
+                    consumer = group_consumer(settings, EVENTS_TOPIC, WEBHOOK_GROUP)
                     await consumer.start()
                     while not stop.is_set():
                         batches = await consumer.getmany(timeout_ms=500, max_records=BATCH_EVENTS)
